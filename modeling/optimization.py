@@ -1,0 +1,318 @@
+"""The original BERT optimizer (AdamWeightDecay), its schedule, loss scaling and
+gradient accumulation, written for tf.distribute.
+
+Distribution convention: inside `strategy.run`, every replica computes its loss as
+  sum(per_example_loss on this replica) / GLOBAL_batch_size
+so that the SUM all-reduce of the replicas' gradients (done once per step inside
+`AdamWeightDecay.apply_gradients`) equals the gradient of the global-batch mean loss.
+Clipping and the update then run identically on every replica.
+"""
+
+import re
+
+import tensorflow as tf
+
+
+class LinearWarmupLinearDecay(object):
+  """Learning rate of the original optimization.create_optimizer.
+
+  lr(step) = init_lr * step / num_warmup_steps            if step < num_warmup_steps
+           = init_lr * (1 - min(step, num_train_steps) / num_train_steps)  otherwise
+  """
+
+  def __init__(self, init_lr, num_train_steps, num_warmup_steps):
+    """Args:
+      init_lr: peak learning rate.
+      num_train_steps: step at which the rate reaches 0.
+      num_warmup_steps: linear warmup length (0 for none).
+    """
+    if num_train_steps <= 0:
+      raise ValueError("num_train_steps must be > 0, got %r" % (num_train_steps,))
+    if num_warmup_steps < 0:
+      raise ValueError("num_warmup_steps must be >= 0, got %r" % (num_warmup_steps,))
+    self.init_lr = float(init_lr)
+    self.num_train_steps = int(num_train_steps)
+    self.num_warmup_steps = int(num_warmup_steps)
+
+  def __call__(self, step):
+    """Args:
+      step: int or scalar tensor, the global step.
+
+    Returns:
+      float32 scalar tensor.
+    """
+    step = tf.cast(step, tf.float32)
+    decay_step = tf.minimum(step, float(self.num_train_steps))
+    lr = self.init_lr * (1.0 - decay_step / float(self.num_train_steps))
+    if self.num_warmup_steps:
+      warmup_lr = self.init_lr * step / float(self.num_warmup_steps)
+      lr = tf.where(step < float(self.num_warmup_steps), warmup_lr, lr)
+    return lr
+
+
+class DynamicLossScale(object):
+  """Dynamic loss scaling for float16 training.
+
+  Usage inside the replica step function:
+    scaled = loss_scale.scale_loss(loss)
+    grads = loss_scale.unscale(tape.gradient(scaled, variables))
+    optimizer.apply_gradients(grads)  # optimizer built with loss_scale=loss_scale
+  The optimizer checks the all-reduced gradients for inf/nan: non-finite gradients of
+  ANY replica make the sum non-finite on EVERY replica, so all replicas take the same
+  decision: skip the update (weights, slots and global_step unchanged) and halve the
+  scale. After `growth_interval` finite steps in a row the scale doubles.
+  Construct under strategy.scope(). The scale is not written to checkpoints (the
+  original format has no such variable); it restarts at initial_scale.
+  """
+
+  def __init__(self, initial_scale=2.0 ** 15, growth_interval=2000, multiplier=2.0):
+    """Args:
+      initial_scale: starting scale.
+      growth_interval: finite steps in a row before the scale is multiplied.
+      multiplier: growth / back-off factor.
+    """
+    self.initial_scale = float(initial_scale)
+    self.growth_interval = int(growth_interval)
+    self.multiplier = float(multiplier)
+    self.scale = tf.Variable(self.initial_scale, trainable=False, dtype=tf.float32,
+                             name="loss_scale")
+    self.good_steps = tf.Variable(0, trainable=False, dtype=tf.int64,
+                                  name="loss_scale_good_steps")
+
+  def scale_loss(self, loss):
+    """Returns loss * scale (float32)."""
+    return tf.cast(loss, tf.float32) * self.scale
+
+  def unscale(self, grads):
+    """Divides each gradient by the scale (None stays None)."""
+    inv = 1.0 / self.scale
+    return [None if g is None else tf.convert_to_tensor(g) * tf.cast(inv, g.dtype)
+            for g in grads]
+
+  def _update_state(self, is_finite):
+    """Per-replica state update (called inside strategy.extended.update)."""
+    grown = self.good_steps + 1
+    grow = tf.logical_and(is_finite, grown >= self.growth_interval)
+    new_scale = tf.where(is_finite,
+                         tf.where(grow, self.scale * self.multiplier, self.scale),
+                         tf.maximum(self.scale / self.multiplier, 1.0))
+    new_good = tf.where(is_finite, tf.where(grow, tf.zeros_like(grown), grown),
+                        tf.zeros_like(grown))
+    return tf.group(self.scale.assign(new_scale), self.good_steps.assign(new_good))
+
+
+def _all_finite(grads):
+  return tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+
+
+class AdamWeightDecay(object):
+  """Adam with decoupled weight decay, exactly the original BERT optimizer.
+
+  No bias correction; update = m / (sqrt(v) + epsilon) + weight_decay_rate * param for
+  variables whose name matches none of exclude_from_weight_decay; param -= lr * update.
+  Gradients are clipped by global norm `clip_norm` first (None to disable).
+  """
+
+  def __init__(self, learning_rate, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,
+               epsilon=1e-6, exclude_from_weight_decay=("LayerNorm", "layer_norm",
+                                                        "bias"),
+               clip_norm=1.0, loss_scale=None):
+    """Args:
+      learning_rate: float, or a callable step -> lr (e.g. LinearWarmupLinearDecay),
+        evaluated at global_step before it is incremented.
+      weight_decay_rate: decoupled weight decay.
+      beta_1, beta_2, epsilon: Adam constants.
+      exclude_from_weight_decay: regexes; a variable name matching any is not decayed.
+      clip_norm: global-norm clip applied to the (all-reduced) gradients, or None.
+      loss_scale: optional DynamicLossScale; enables the non-finite-gradient skip.
+    """
+    self.learning_rate = learning_rate
+    self.weight_decay_rate = weight_decay_rate
+    self.beta_1 = beta_1
+    self.beta_2 = beta_2
+    self.epsilon = epsilon
+    self.exclude_from_weight_decay = tuple(exclude_from_weight_decay or ())
+    self.clip_norm = clip_norm
+    self.loss_scale = loss_scale
+    self._names = None
+
+  def learning_rate_at(self, step):
+    """Returns the learning rate (float32 scalar tensor) at `step`."""
+    if callable(self.learning_rate):
+      return tf.cast(self.learning_rate(step), tf.float32)
+    return tf.constant(float(self.learning_rate), tf.float32)
+
+  def _do_use_weight_decay(self, name):
+    if not self.weight_decay_rate:
+      return False
+    return not any(re.search(r, name) for r in self.exclude_from_weight_decay)
+
+  def build(self, named_vars):
+    """Creates the slots "<var>/adam_m", "<var>/adam_v" and "global_step".
+
+    Call under strategy.scope() so the slots are mirrored like the model variables.
+
+    Args:
+      named_vars: dict {original name: tf.Variable}; apply_gradients takes gradients
+        in this order.
+    """
+    if self._names is not None:
+      raise RuntimeError("AdamWeightDecay.build() was already called")
+    self._names = list(named_vars)
+    self._vars = list(named_vars.values())
+    self._m, self._v = [], []
+    for name, var in named_vars.items():
+      self._m.append(tf.Variable(tf.zeros(var.shape, tf.float32), trainable=False,
+                                 name=name + "/adam_m"))
+      self._v.append(tf.Variable(tf.zeros(var.shape, tf.float32), trainable=False,
+                                 name=name + "/adam_v"))
+    self._use_wd = [self._do_use_weight_decay(n) for n in self._names]
+    self.global_step = tf.Variable(0, trainable=False, dtype=tf.int64,
+                                   name="global_step")
+
+  def slot_variables(self):
+    """Returns {"<var>/adam_m": var, "<var>/adam_v": var, ..., "global_step": var}."""
+    self._check_built()
+    out = {}
+    for name, m, v in zip(self._names, self._m, self._v):
+      out[name + "/adam_m"] = m
+      out[name + "/adam_v"] = v
+    out["global_step"] = self.global_step
+    return out
+
+  def _check_built(self):
+    if self._names is None:
+      raise RuntimeError("Call AdamWeightDecay.build(named_vars) first")
+
+  def apply_gradients(self, grads):
+    """All-reduces (SUM, once), clips, and applies one update; increments global_step.
+
+    Call in replica context (inside strategy.run) or with no strategy. With a loss
+    scale, a step whose all-reduced gradients are not finite is skipped on every
+    replica (global_step is not incremented) and the scale is halved.
+
+    Args:
+      grads: list of gradients (tensors, IndexedSlices or None) aligned with the
+        named_vars passed to build(); None leaves that variable untouched, as the
+        original.
+
+    Returns:
+      None (the updates are stateful ops; tf.function orders them automatically).
+    """
+    self._check_built()
+    if len(grads) != len(self._vars):
+      raise ValueError("apply_gradients got %d gradients for %d variables"
+                       % (len(grads), len(self._vars)))
+    present = [i for i, g in enumerate(grads) if g is not None]
+    dense = [tf.convert_to_tensor(grads[i]) for i in present]  # IndexedSlices -> dense
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None:
+      raise RuntimeError("apply_gradients must be called in replica context (inside "
+                         "strategy.run) or without a distribution strategy")
+    if ctx.num_replicas_in_sync > 1:
+      dense = ctx.all_reduce(tf.distribute.ReduceOp.SUM, dense)
+    # Every replica now holds the same gradients, so the checks below agree everywhere.
+    if self.loss_scale is not None:
+      is_finite = _all_finite(dense)
+    else:
+      is_finite = tf.constant(True)
+    if self.clip_norm is not None:
+      dense, _ = tf.clip_by_global_norm(dense, self.clip_norm)
+    lr = self.learning_rate_at(self.global_step)
+    ctx.merge_call(self._distributed_apply, args=(present, dense, lr, is_finite))
+
+  def _distributed_apply(self, strategy, present, grads, lr, is_finite):
+    """Cross-replica: runs the same update on every replica's copy."""
+    updates = []
+    for i, grad in zip(present, grads):
+      updates.append(strategy.extended.update(
+          self._vars[i], self._apply_one,
+          args=(grad, self._m[i], self._v[i], lr, is_finite, self._use_wd[i]),
+          group=False))
+    with tf.control_dependencies(tf.nest.flatten(updates)):
+      step_update = strategy.extended.update(
+          self.global_step,
+          lambda step, ok: step.assign_add(tf.cast(ok, tf.int64)),
+          args=(is_finite,), group=False)
+      if self.loss_scale is not None:
+        scale_update = strategy.extended.update(
+            self.loss_scale.scale, lambda _, ok: self.loss_scale._update_state(ok),
+            args=(is_finite,), group=False)
+        step_update = tf.nest.flatten([step_update, scale_update])
+    return tf.group(tf.nest.flatten(updates) + tf.nest.flatten(step_update))
+
+  def _apply_one(self, param, grad, m, v, lr, is_finite, use_wd):
+    """The original per-variable update (runs on one replica's copies)."""
+    def update():
+      next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
+      next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
+      step = next_m / (tf.sqrt(next_v) + self.epsilon)
+      if use_wd:
+        step += self.weight_decay_rate * param
+      return tf.group(param.assign_sub(lr * step), m.assign(next_m), v.assign(next_v))
+
+    if self.loss_scale is None:
+      return update()
+    return tf.cond(is_finite, update, tf.no_op)
+
+
+def accumulated_gradients(loss_fn, variables, features, num_micro_batches):
+  """Gradients of a batch computed in `num_micro_batches` sequential parts.
+
+  Every tensor in `features` is split along axis 0 into num_micro_batches equal parts;
+  loss_fn must return the SUM of its micro-batch's per-example losses divided by the
+  caller's normaliser for the whole (global) batch, so the summed micro-batch
+  gradients are exactly the gradient of one big batch.
+
+  Args:
+    loss_fn: callable(dict of micro-batch tensors, micro-batch index (int32 scalar
+      tensor, for distinct dropout seeds)) -> scalar loss.
+    variables: list of tf.Variable.
+    features: dict {name: tensor [B, ...]}, B divisible by num_micro_batches.
+    num_micro_batches: static python int k >= 1.
+
+  Returns:
+    (loss, grads): the summed loss (scalar) and a list of dense gradients aligned with
+    `variables` (None where a variable does not affect the loss).
+  """
+  k = int(num_micro_batches)
+  if k < 1:
+    raise ValueError("num_micro_batches must be >= 1, got %r" % (num_micro_batches,))
+
+  def micro(i):
+    out = {}
+    for name, t in features.items():
+      t = tf.convert_to_tensor(t)
+      shape = tf.shape(t)
+      tf.debugging.assert_equal(
+          shape[0] % k, 0,
+          message="feature %s: batch size not divisible by num_micro_batches=%d"
+          % (name, k))
+      parts = tf.reshape(t, tf.concat([[k, shape[0] // k], shape[1:]], 0))
+      out[name] = parts[i]
+    return out
+
+  def grads_of(i):
+    with tf.GradientTape() as tape:
+      loss = loss_fn(micro(i), tf.convert_to_tensor(i, tf.int32))
+    grads = tape.gradient(loss, variables)
+    return loss, [None if g is None else tf.convert_to_tensor(g) for g in grads]
+
+  # The first part runs outside the loop to learn which gradients are None (e.g. the
+  # pooler under a SQuAD head), which the loop's state cannot represent.
+  loss0, grads0 = grads_of(0)
+  if k == 1:
+    return loss0, grads0
+  present = [i for i, g in enumerate(grads0) if g is not None]
+
+  def body(i, loss_acc, acc):
+    loss, grads = grads_of(i)
+    return i + 1, loss_acc + loss, [a + grads[j] for a, j in zip(acc, present)]
+
+  _, loss, acc = tf.while_loop(lambda i, *_: i < k, body,
+                               (tf.constant(1), loss0, [grads0[j] for j in present]))
+  out = list(grads0)
+  for a, j in zip(acc, present):
+    out[j] = a
+  return loss, out

@@ -1,0 +1,701 @@
+# coding=utf-8
+"""BERT finetuning runner: sentence and sentence-pair classification.
+
+Same flags, inputs and outputs as Google's original run_classifier.py, on
+TensorFlow 2 with a custom training loop under any tf.distribute strategy.
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+import processors
+# The original's names, so user code written as `from run_classifier import
+# DataProcessor` (as many tutorials do) keeps working.
+from processors import (DataProcessor, InputExample, InputFeatures,  # pylint: disable=unused-import
+                        PaddingInputExample, convert_examples_to_features,
+                        convert_single_example, file_based_convert_examples_to_features,
+                        file_based_input_fn_builder)
+import tokenization
+from processors import split as split_lib
+from training import distribution
+from training import loop as loop_lib
+from training import metrics as metrics_lib
+
+FLAGS = flags.FLAGS
+
+## Required parameters
+flags.DEFINE_string(
+    "data_dir", None,
+    "The input data dir. Should contain the .tsv files (or other data files) "
+    "for the task.")
+
+flags.DEFINE_string(
+    "bert_config_file", None,
+    "The config json file corresponding to the pre-trained BERT model. "
+    "This specifies the model architecture.")
+
+flags.DEFINE_string("task_name", None, "The name of the task to train "
+                    "(emotion, mrpc, sst2, cola, mnli, xnli, or one registered "
+                    "by --processor_module).")
+
+flags.DEFINE_string("vocab_file", None,
+                    "The vocabulary file that the BERT model was trained on.")
+
+flags.DEFINE_string(
+    "output_dir", None,
+    "The output directory where the model checkpoints will be written.")
+
+## Other parameters
+
+flags.DEFINE_string(
+    "init_checkpoint", None,
+    "Initial checkpoint (usually from a pre-trained BERT model).")
+
+flags.DEFINE_bool(
+    "do_lower_case", True,
+    "Whether to lower case the input text. Should be True for uncased "
+    "models and False for cased models.")
+
+flags.DEFINE_integer(
+    "max_seq_length", 128,
+    "The maximum total input sequence length after WordPiece tokenization. "
+    "Sequences longer than this will be truncated, and sequences shorter "
+    "than this will be padded.")
+
+flags.DEFINE_bool("do_train", False, "Whether to run training.")
+
+flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
+
+flags.DEFINE_bool(
+    "do_predict", False,
+    "Whether to run the model in inference mode on the test set.")
+
+flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
+
+flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
+
+flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
+
+flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.")
+
+flags.DEFINE_float("num_train_epochs", 3.0,
+                   "Total number of training epochs to perform.")
+
+flags.DEFINE_float(
+    "warmup_proportion", 0.1,
+    "Proportion of training to perform linear learning rate warmup for. "
+    "E.g., 0.1 = 10% of training.")
+
+flags.DEFINE_integer("save_checkpoints_steps", 1000,
+                     "How often to save the model checkpoint.")
+
+flags.DEFINE_integer("iterations_per_loop", 1000,
+                     "How many steps to make in each estimator call (here: the "
+                     "most steps run inside one tf.function call).")
+
+flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU. Same as "
+                  "--distribution_strategy=tpu.")
+
+flags.DEFINE_string(
+    "tpu_name", None,
+    "The Cloud TPU to use for training. This should be either the name "
+    "used when creating the Cloud TPU, or a grpc://ip.address.of.tpu:8470 "
+    "url. Use 'local' on a TPU VM.")
+
+flags.DEFINE_string(
+    "tpu_zone", None,
+    "[Optional] GCE zone where the Cloud TPU is located in. If not "
+    "specified, we will attempt to automatically detect the GCE project from "
+    "metadata.")
+
+flags.DEFINE_string(
+    "gcp_project", None,
+    "[Optional] Project name for the Cloud TPU-enabled project. If not "
+    "specified, we will attempt to automatically detect the GCE project from "
+    "metadata.")
+
+flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL.")
+
+flags.DEFINE_integer(
+    "num_tpu_cores", 8,
+    "Only used if `use_tpu` is True. Total number of TPU cores to use. "
+    "(TPUStrategy uses every core of the TPU it connects to; a mismatch is "
+    "logged.)")
+
+## New in this port
+
+flags.DEFINE_enum(
+    "distribution_strategy", None, list(distribution.STRATEGIES),
+    "How to spread training over devices: one_device (default; the GPU if there "
+    "is one, else the CPU), mirrored (all local GPUs, or --num_cpu_devices logical "
+    "CPUs), multi_worker_mirrored (several machines; needs TF_CONFIG), tpu (same as "
+    "--use_tpu).")
+
+flags.DEFINE_integer(
+    "num_cpu_devices", 1,
+    "Split the host CPU into this many logical devices, so that "
+    "--distribution_strategy=mirrored can be tried without GPUs.")
+
+flags.DEFINE_enum(
+    "precision", "float32", list(loop_lib.PRECISIONS),
+    "Compute precision. Variables stay float32; bfloat16 suits TPUs and CPUs with "
+    "AMX, float16 suits GPUs (with dynamic loss scaling).")
+
+flags.DEFINE_bool("use_xla", False,
+                  "Compile the training step with XLA (jit_compile). Helps on GPU; "
+                  "on CPU it is usually slower.")
+
+flags.DEFINE_integer(
+    "gradient_accumulation_steps", 1,
+    "Split each train batch into this many micro-batches and accumulate their "
+    "gradients before one optimizer step: train_batch_size stays the effective "
+    "batch size while memory holds only a micro-batch.")
+
+flags.DEFINE_integer("keep_checkpoint_max", 5,
+                     "How many recent checkpoints to keep in output_dir (0: all).")
+
+flags.DEFINE_integer(
+    "eval_every_steps", 0,
+    "Evaluate on the dev set every this many steps during training, keep the "
+    "best weights in output_dir/best_checkpoint, and use them for the final "
+    "eval and predict. 0: evaluate only after training.")
+
+flags.DEFINE_string(
+    "best_checkpoint_metric", "eval_accuracy",
+    "Metric that picks the best checkpoint with --eval_every_steps: any key of "
+    "eval_results.txt, e.g. eval_accuracy, eval_macro_f1, eval_mcc or eval_loss "
+    "(lower is better for eval_loss).")
+
+flags.DEFINE_integer(
+    "early_stopping_patience", 0,
+    "With --eval_every_steps, stop training after this many evaluations without "
+    "improvement of --best_checkpoint_metric. 0: never stop early.")
+
+flags.DEFINE_integer("seed", 12345,
+                     "Random seed: data order, dropout, head initialisation, dev "
+                     "split. A resumed run continues exactly where it stopped.")
+
+flags.DEFINE_string(
+    "spm_model_file", None,
+    "A SentencePiece model file, for models pre-trained with one (ALBERT-style). "
+    "Replaces --vocab_file for tokenization.")
+
+flags.DEFINE_string(
+    "processor_module", None,
+    "A Python file (or module name) defining your own DataProcessor subclasses; "
+    "they register themselves under their class name lower-cased without "
+    "'Processor' (MyTaskProcessor -> --task_name=mytask).")
+
+flags.DEFINE_enum(
+    "class_weights", "none", ["none", "balanced"],
+    "Weight each example's loss by its class: balanced = n_examples / (n_classes * "
+    "n_examples_of_class), for imbalanced data such as Emotion.")
+
+flags.DEFINE_float(
+    "dev_split", 0.0,
+    "When the task has no dev file, hold out this fraction of the training file "
+    "(stratified by label) as the dev set, e.g. 0.1.")
+
+flags.DEFINE_integer("log_every_steps", 50,
+                     "Log loss, learning rate, speed and time left every this many "
+                     "steps.")
+
+flags.DEFINE_bool(
+    "overwrite_output_dir", False,
+    "Allow a run whose task, labels, model or max_seq_length differ from the "
+    "checkpoints already in output_dir: removes those checkpoints first.")
+
+CONFIG_FILE = "classifier_config.json"
+# Bump when the TFRecord feature layout changes, so cached files are rebuilt.
+FEATURE_FORMAT_VERSION = 1
+
+
+class UsageError(ValueError):
+  """A problem with the flags or inputs, found before any training."""
+
+
+def _file_sha256(path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  digest = hashlib.sha256()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _examples_fingerprint(examples, label_list, max_seq_length, tokenizer_id):
+  digest = hashlib.sha256()
+  digest.update(json.dumps([FEATURE_FORMAT_VERSION, list(label_list), max_seq_length,
+                            tokenizer_id]).encode("utf-8"))
+  for ex in examples:
+    if isinstance(ex, processors.PaddingInputExample):
+      digest.update(b"\x00PAD\x00")
+      continue
+    digest.update(json.dumps([ex.guid, ex.text_a, ex.text_b, ex.label],
+                             ensure_ascii=False).encode("utf-8"))
+  return digest.hexdigest()
+
+
+def cached_tf_record(examples, label_list, max_seq_length, tokenizer, tokenizer_id,
+                     output_file):
+  """Writes the TFRecord file unless an identical one is already there.
+
+  The cache key covers the examples' text and labels, the label list, the vocab (or
+  SentencePiece model), the casing and max_seq_length; anything else rebuilds.
+
+  Args:
+    examples: InputExamples (and PaddingInputExamples).
+    label_list: label names.
+    max_seq_length: sequence length of the features.
+    tokenizer: the tokenizer.
+    tokenizer_id: a string identifying the vocab and casing.
+    output_file: the TFRecord path.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  fingerprint = _examples_fingerprint(examples, label_list, max_seq_length,
+                                      tokenizer_id)
+  stamp_file = output_file + ".fingerprint"
+  if tf.io.gfile.exists(output_file) and tf.io.gfile.exists(stamp_file):
+    with tf.io.gfile.GFile(stamp_file) as f:
+      if f.read().strip() == fingerprint:
+        logging.info("Reusing %s (inputs, vocab and max_seq_length unchanged)",
+                     output_file)
+        return
+  processors.file_based_convert_examples_to_features(
+      examples, label_list, max_seq_length, tokenizer, output_file)
+  write_text_atomic(stamp_file, fingerprint + "\n")
+
+
+def report_token_lengths(examples, tokenizer, max_seq_length):
+  """Logs token-length percentiles so users can choose max_seq_length.
+
+  Returns:
+    dict of the figures (also logged).
+  """
+  lengths = np.asarray(processors.token_lengths(examples, tokenizer))
+  if lengths.size == 0:
+    return {}
+  pcts = {p: int(np.percentile(lengths, p)) for p in (50, 90, 95, 99)}
+  truncated = float(np.mean(lengths > max_seq_length))
+  logging.info(
+      "Token lengths of %d training examples ([CLS] and [SEP] included): mean %.1f, "
+      "p50 %d, p90 %d, p95 %d, p99 %d, max %d. max_seq_length=%d truncates %.2f%% "
+      "of them.", lengths.size, lengths.mean(), pcts[50], pcts[90], pcts[95],
+      pcts[99], lengths.max(), max_seq_length, 100.0 * truncated)
+  return {"mean": float(lengths.mean()), "max": int(lengths.max()),
+          "truncated_fraction": truncated, **{f"p{p}": v for p, v in pcts.items()}}
+
+
+def check_vocab_fits(tokenizer, bert_config, do_lower_case, vocab_file):
+  """Refuses a vocab that cannot belong to the model config or the casing flag."""
+  vocab = tokenizer.vocab
+  if len(vocab) > bert_config.vocab_size:
+    raise UsageError(
+        f"{vocab_file} has {len(vocab)} entries but the model's vocab_size is "
+        f"{bert_config.vocab_size}: the vocab and --bert_config_file belong to "
+        "different models")
+  if vocab_file is None:
+    return
+  cased_entries = sum(1 for token in vocab
+                      if not token.startswith("[") and token.lower() != token)
+  if not do_lower_case and cased_entries == 0:
+    raise UsageError(
+        f"--do_lower_case=False but {vocab_file} has no upper-case entries (an "
+        "uncased vocab): upper-case words would become [UNK]. Use "
+        "--do_lower_case=True.")
+  if do_lower_case and cased_entries >= 1000:
+    raise UsageError(
+        f"--do_lower_case=True but {vocab_file} has {cased_entries} upper-case "
+        "entries (a cased vocab). Use --do_lower_case=False.")
+
+
+def _run_config(label_list, bert_config, tokenizer_id):
+  return {
+      "task_name": FLAGS.task_name.lower(),
+      "label_list": list(label_list),
+      "max_seq_length": FLAGS.max_seq_length,
+      "do_lower_case": FLAGS.do_lower_case,
+      "tokenizer": tokenizer_id,
+      "bert_config": bert_config.to_dict(),
+  }
+
+
+def check_output_dir(output_dir, run_config):
+  """Makes sure output_dir holds nothing from a different run before anything is written.
+
+  Returns:
+    True when output_dir holds checkpoints of this same run (they will be resumed).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  path = os.path.join(output_dir, CONFIG_FILE)
+  has_checkpoint = tf.train.latest_checkpoint(output_dir) is not None
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      previous = json.load(f)
+    diffs = [key for key in ("task_name", "label_list", "max_seq_length",
+                             "bert_config", "tokenizer")
+             if previous.get(key) != run_config.get(key)]
+    if diffs and has_checkpoint:
+      if not FLAGS.overwrite_output_dir:
+        details = "; ".join(f"{k}: was {previous.get(k)!r}, now {run_config.get(k)!r}"
+                            for k in diffs if k != "bert_config")
+        if "bert_config" in diffs:
+          details += "; bert_config differs"
+        raise UsageError(
+            f"{output_dir} holds checkpoints of a different run ({details}). Use "
+            "another --output_dir, or pass --overwrite_output_dir to delete those "
+            "checkpoints.")
+      logging.warning("--overwrite_output_dir: removing the checkpoints in %s",
+                      output_dir)
+      loop_lib.remove_checkpoints(output_dir)
+      has_checkpoint = False
+  elif has_checkpoint:
+    logging.info("%s holds checkpoints without %s; assuming they are this task's",
+                 output_dir, CONFIG_FILE)
+  return has_checkpoint
+
+
+def write_run_config(output_dir, run_config):
+  write_text_atomic(os.path.join(output_dir, CONFIG_FILE),
+                    json.dumps(run_config, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path, text):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def format_eval_results(result):
+  """`key = value` lines in sorted key order, as the original writes them."""
+  lines = []
+  for key in sorted(result):
+    value = result[key]
+    if isinstance(value, (list, tuple)):
+      value = json.dumps(value)
+    lines.append(f"{key} = {value}")
+  return "\n".join(lines) + "\n"
+
+
+def load_examples(processor, split):
+  """Calls the processor's getter for `split`, turning data errors into UsageError."""
+  getter = {"train": processor.get_train_examples, "dev": processor.get_dev_examples,
+            "test": processor.get_test_examples}[split]
+  return getter(FLAGS.data_dir)
+
+
+def validate_flags_or_throw(bert_config):
+  """The original's checks, plus the new flags'."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
+                                                FLAGS.init_checkpoint)
+  if not FLAGS.do_train and not FLAGS.do_eval and not FLAGS.do_predict:
+    raise UsageError(
+        "At least one of `do_train`, `do_eval` or `do_predict' must be True.")
+  if FLAGS.max_seq_length > bert_config.max_position_embeddings:
+    raise UsageError(
+        "Cannot use sequence length %d because the BERT model "
+        "was only trained up to sequence length %d" %
+        (FLAGS.max_seq_length, bert_config.max_position_embeddings))
+  if FLAGS.max_seq_length < 3:
+    raise UsageError("--max_seq_length must be at least 3 ([CLS] x [SEP])")
+  if not FLAGS.vocab_file and not FLAGS.spm_model_file:
+    raise UsageError("Pass --vocab_file (WordPiece) or --spm_model_file "
+                     "(SentencePiece)")
+  for name in ("vocab_file", "spm_model_file", "bert_config_file"):
+    path = getattr(FLAGS, name)
+    if path and not tf.io.gfile.exists(path):
+      raise UsageError(f"--{name}={path} does not exist")
+  if not tf.io.gfile.isdir(FLAGS.data_dir):
+    raise UsageError(f"--data_dir={FLAGS.data_dir} is not a directory")
+  for name in ("train_batch_size", "eval_batch_size", "predict_batch_size",
+               "save_checkpoints_steps", "iterations_per_loop",
+               "gradient_accumulation_steps", "log_every_steps"):
+    if getattr(FLAGS, name) < 1:
+      raise UsageError(f"--{name} must be at least 1, got {getattr(FLAGS, name)}")
+  if FLAGS.num_train_epochs <= 0 and FLAGS.do_train:
+    raise UsageError("--num_train_epochs must be positive")
+  if not 0.0 <= FLAGS.warmup_proportion <= 1.0:
+    raise UsageError("--warmup_proportion must be in [0, 1]")
+  if not 0.0 <= FLAGS.dev_split < 1.0:
+    raise UsageError("--dev_split must be in [0, 1)")
+  if FLAGS.early_stopping_patience and not FLAGS.eval_every_steps:
+    raise UsageError("--early_stopping_patience needs --eval_every_steps")
+
+
+def main(_):
+  logging.set_verbosity(logging.INFO)
+  # Devices must be configured before TensorFlow initialises them.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  distribution.split_cpu_into_logical_devices(FLAGS.num_cpu_devices)
+
+  from modeling import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from modeling import config as config_lib  # pylint: disable=g-import-not-at-top
+  from modeling import heads  # pylint: disable=g-import-not-at-top
+
+  bert_config = config_lib.BertConfig.from_json_file(FLAGS.bert_config_file)
+  validate_flags_or_throw(bert_config)
+  bert_config.validate(max_seq_length=FLAGS.max_seq_length)
+
+  if FLAGS.processor_module:
+    processors.load_processor_module(FLAGS.processor_module)
+  try:
+    processor = processors.get_processor(FLAGS.task_name)
+  except ValueError as e:
+    raise UsageError(str(e)) from e
+  label_list = list(processor.get_labels())
+  num_labels = len(label_list)
+
+  tokenizer = tokenization.create_tokenizer(
+      vocab_file=None if FLAGS.spm_model_file else FLAGS.vocab_file,
+      do_lower_case=FLAGS.do_lower_case, spm_model_file=FLAGS.spm_model_file)
+  check_vocab_fits(tokenizer, bert_config, FLAGS.do_lower_case,
+                   None if FLAGS.spm_model_file else FLAGS.vocab_file)
+  tokenizer_file = FLAGS.spm_model_file or FLAGS.vocab_file
+  tokenizer_id = f"{os.path.basename(tokenizer_file)}:{_file_sha256(tokenizer_file)[:16]}:lower={FLAGS.do_lower_case}"
+
+  strategy_name = distribution.resolve_strategy_name(FLAGS.distribution_strategy,
+                                                     FLAGS.use_tpu)
+
+  # Read every input before building anything, so data errors surface first.
+  train_examples, dev_examples, test_examples = None, None, None
+  if FLAGS.do_train or FLAGS.do_eval:
+    if FLAGS.do_train or FLAGS.dev_split > 0:
+      train_examples = load_examples(processor, "train")
+    if FLAGS.do_eval or FLAGS.eval_every_steps:
+      try:
+        dev_examples = load_examples(processor, "dev")
+      except processors.DataError as e:
+        if FLAGS.dev_split <= 0 or not getattr(e, "missing_file", False):
+          if getattr(e, "missing_file", False):
+            raise UsageError(f"{e}\nThis task has no dev file: pass --dev_split=0.1 "
+                             "to hold out 10% of the training file instead.") from e
+          raise
+        logging.info("No dev file (%s): holding out a stratified %.1f%% of the "
+                     "training examples as dev (--dev_split)", e,
+                     100 * FLAGS.dev_split)
+        train_examples, dev_examples = split_lib.stratified_split(
+            train_examples, FLAGS.dev_split, FLAGS.seed)
+  if FLAGS.do_predict:
+    test_examples = load_examples(processor, "test")
+
+  num_train_steps, num_warmup_steps = 0, 0
+  if FLAGS.do_train:
+    if len(train_examples) < FLAGS.train_batch_size:
+      raise UsageError(
+          f"Only {len(train_examples)} training examples: fewer than one batch of "
+          f"--train_batch_size={FLAGS.train_batch_size}")
+    num_train_steps = int(len(train_examples) / FLAGS.train_batch_size *
+                          FLAGS.num_train_epochs)
+    if num_train_steps < 1:
+      raise UsageError("--num_train_epochs is too small for a single step")
+    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
+  for name, examples in (("dev", dev_examples), ("test", test_examples)):
+    if examples is not None and not examples:
+      raise UsageError(f"The {name} set of {FLAGS.data_dir} has no examples")
+
+  tf.io.gfile.makedirs(FLAGS.output_dir)
+  run_config = _run_config(label_list, bert_config, tokenizer_id)
+  has_checkpoint = check_output_dir(FLAGS.output_dir, run_config)
+  if not FLAGS.do_train and not has_checkpoint and not FLAGS.init_checkpoint:
+    raise UsageError(f"{FLAGS.output_dir} holds no checkpoint to evaluate or predict "
+                     "with, and no --init_checkpoint was given: run --do_train first")
+
+  strategy = distribution.get_strategy(strategy_name, FLAGS.tpu_name, FLAGS.tpu_zone,
+                                       FLAGS.gcp_project, FLAGS.master)
+  is_chief = distribution.is_chief(strategy)
+  if strategy_name == "tpu" and strategy.num_replicas_in_sync != FLAGS.num_tpu_cores:
+    logging.warning("--num_tpu_cores=%d but the TPU has %d cores; using all of them",
+                    FLAGS.num_tpu_cores, strategy.num_replicas_in_sync)
+  if is_chief:
+    write_run_config(FLAGS.output_dir, run_config)
+  use_padding = strategy_name == "tpu"  # TPUs need every batch full
+
+  tf.random.set_seed(FLAGS.seed)
+  compute_dtype = loop_lib.PRECISIONS[FLAGS.precision]
+
+  class_weights = None
+  if FLAGS.do_train and FLAGS.class_weights == "balanced":
+    counts = np.zeros(num_labels, np.int64)
+    label_index = {label: i for i, label in enumerate(label_list)}
+    for ex in train_examples:
+      counts[label_index[ex.label]] += 1
+    class_weights = heads.compute_class_weights(counts, "balanced")
+    logging.info("Class weights (balanced): %s", dict(zip(label_list,
+                                                          class_weights.round(4))))
+  class_weights_tensor = (tf.constant(class_weights, tf.float32)
+                          if class_weights is not None else None)
+
+  with strategy.scope():
+    model = heads.BertClassifier(bert_config, num_labels, compute_dtype=compute_dtype)
+
+  def loss_fn(features, training, dropout_seed):
+    logits = model(features["input_ids"], features["input_mask"],
+                   features["segment_ids"], training=training,
+                   dropout_seed=dropout_seed)
+    per_example = heads.classification_loss(logits, features["label_ids"], num_labels,
+                                            class_weights=class_weights_tensor)
+    return per_example * tf.cast(features["is_real_example"], per_example.dtype)
+
+  def predict_fn(features):
+    logits = model(features["input_ids"], features["input_mask"],
+                   features["segment_ids"], training=False)
+    per_example = heads.classification_loss(logits, features["label_ids"], num_labels)
+    return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1),
+            "per_example_loss": per_example, "label_ids": features["label_ids"],
+            "is_real_example": features["is_real_example"]}
+
+  def features_file(name):
+    return os.path.join(FLAGS.output_dir, f"{name}.tf_record")
+
+  def eval_dataset():
+    examples = list(dev_examples)
+    if use_padding:
+      while len(examples) % FLAGS.eval_batch_size:
+        examples.append(processors.PaddingInputExample())
+    cached_tf_record(examples, label_list, FLAGS.max_seq_length, tokenizer,
+                     tokenizer_id, features_file("eval"))
+    return processors.make_dataset(features_file("eval"), FLAGS.max_seq_length,
+                                   FLAGS.eval_batch_size, is_training=False,
+                                   drop_remainder=use_padding)
+
+  def evaluate(dataset):
+    out = loop_lib.predict(strategy, predict_fn, dataset)
+    real = out["is_real_example"].astype(bool)
+    labels = out["label_ids"][real]
+    predictions = np.argmax(out["logits"][real], axis=-1)
+    result = metrics_lib.classification_metrics(labels, predictions, label_list)
+    result["eval_loss"] = float(np.mean(out["per_example_loss"][real]))
+    # The Estimator's "loss" is the mean over eval batches of each batch's mean loss.
+    batch_losses = [
+        float(np.mean(out["per_example_loss"][i:i + FLAGS.eval_batch_size][
+            real[i:i + FLAGS.eval_batch_size]]))
+        for i in range(0, len(real), FLAGS.eval_batch_size)
+        if real[i:i + FLAGS.eval_batch_size].any()]
+    result["loss"] = float(np.mean(batch_losses))
+    result["global_step"] = int(trainer.global_step)
+    return result
+
+  with strategy.scope():
+    trainer = loop_lib.Trainer(
+        strategy, model, loss_fn,
+        loop_lib.TrainConfig(
+            train_batch_size=FLAGS.train_batch_size,
+            num_train_steps=max(num_train_steps, 1),
+            learning_rate=FLAGS.learning_rate,
+            num_warmup_steps=num_warmup_steps,
+            gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+            save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+            keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+            iterations_per_loop=FLAGS.iterations_per_loop,
+            log_every_steps=FLAGS.log_every_steps,
+            seed=FLAGS.seed,
+            precision=FLAGS.precision,
+            use_xla=FLAGS.use_xla,
+            eval_every_steps=FLAGS.eval_every_steps,
+            best_metric=FLAGS.best_checkpoint_metric,
+            best_metric_mode="min" if FLAGS.best_checkpoint_metric.endswith("loss")
+            else "max",
+            early_stopping_patience=FLAGS.early_stopping_patience),
+        FLAGS.output_dir, is_chief=is_chief)
+    trainer.restore_or_initialize(FLAGS.init_checkpoint)
+
+  if FLAGS.do_train:
+    report_token_lengths(train_examples, tokenizer, FLAGS.max_seq_length)
+    cached_tf_record(train_examples, label_list, FLAGS.max_seq_length, tokenizer,
+                     tokenizer_id, features_file("train"))
+    logging.info("***** Running training *****")
+    logging.info("  Num examples = %d", len(train_examples))
+    logging.info("  Batch size = %d", FLAGS.train_batch_size)
+    logging.info("  Num steps = %d", num_train_steps)
+
+    def dataset_fn(skip_batches):
+      dataset = processors.make_dataset(
+          features_file("train"), FLAGS.max_seq_length, FLAGS.train_batch_size,
+          is_training=True, drop_remainder=True, seed=FLAGS.seed)
+      return dataset.skip(skip_batches)
+
+    eval_fn = None
+    if FLAGS.eval_every_steps:
+      periodic_eval_data = eval_dataset()
+      eval_fn = lambda: evaluate(periodic_eval_data)
+    trainer.train(dataset_fn, eval_fn)
+
+  if FLAGS.eval_every_steps and (FLAGS.do_eval or FLAGS.do_predict):
+    best = trainer.best_checkpoint()
+    if best:
+      logging.info("Using the best checkpoint %s for eval and predict", best)
+      ckpt_lib.restore_checkpoint(best, model.named_variables())
+
+  if FLAGS.do_eval and is_chief:
+    logging.info("***** Running evaluation *****")
+    logging.info("  Num examples = %d", len(dev_examples))
+    logging.info("  Batch size = %d", FLAGS.eval_batch_size)
+    result = evaluate(eval_dataset())
+    output_eval_file = os.path.join(FLAGS.output_dir, "eval_results.txt")
+    logging.info("***** Eval results *****")
+    for key in sorted(result):
+      logging.info("  %s = %s", key, result[key])
+    write_text_atomic(output_eval_file, format_eval_results(result))
+
+  if FLAGS.do_predict and is_chief:
+    examples = list(test_examples)
+    num_actual = len(examples)
+    if use_padding:
+      while len(examples) % FLAGS.predict_batch_size:
+        examples.append(processors.PaddingInputExample())
+    logging.info("***** Running prediction *****")
+    logging.info("  Num examples = %d (%d actual, %d padding)", len(examples),
+                 num_actual, len(examples) - num_actual)
+    logging.info("  Batch size = %d", FLAGS.predict_batch_size)
+    cached_tf_record(examples, label_list, FLAGS.max_seq_length, tokenizer,
+                     tokenizer_id, features_file("predict"))
+    dataset = processors.make_dataset(features_file("predict"), FLAGS.max_seq_length,
+                                      FLAGS.predict_batch_size, is_training=False,
+                                      drop_remainder=use_padding)
+    out = loop_lib.predict(strategy, predict_fn, dataset)
+    probabilities = out["probabilities"][:num_actual]
+    if len(probabilities) != num_actual:
+      raise RuntimeError(f"Expected {num_actual} predictions, got "
+                         f"{len(probabilities)}")
+    lines = ["\t".join(str(p) for p in row) + "\n" for row in probabilities]
+    write_text_atomic(os.path.join(FLAGS.output_dir, "test_results.tsv"),
+                      "".join(lines))
+    header = "\t".join(["guid", "prediction"] + list(label_list)) + "\n"
+    human = [header] + [
+        "\t".join([str(ex.guid), label_list[int(np.argmax(row))]] +
+                  [f"{p:.6f}" for p in row]) + "\n"
+        for ex, row in zip(test_examples, probabilities)]
+    write_text_atomic(os.path.join(FLAGS.output_dir, "test_predictions.tsv"),
+                      "".join(human))
+    logging.info("Wrote %d predictions to %s", num_actual,
+                 os.path.join(FLAGS.output_dir, "test_results.tsv"))
+
+
+def run(argv):
+  """Entry point that turns user errors into one clear message and exit code 2."""
+  from modeling.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
+  from modeling.config import ConfigError  # pylint: disable=g-import-not-at-top
+  try:
+    main(argv)
+  except (UsageError, processors.DataError, ConfigError, CheckpointError) as e:
+    logging.error("%s", e)
+    print(f"run_classifier.py: error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("data_dir")
+  flags.mark_flag_as_required("task_name")
+  flags.mark_flag_as_required("bert_config_file")
+  flags.mark_flag_as_required("output_dir")
+  app.run(run)

@@ -1,0 +1,296 @@
+"""Tests for modeling.config, modeling.encoder, modeling.heads and the Model Garden
+parity reference."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from modeling import (BertClassifier, BertConfig, BertModel, BertSquad, ConfigError,
+                      classification_loss, compute_class_weights, squad_loss)
+from modeling import encoder as encoder_lib
+from modeling.parity import build_model_garden_encoder
+
+TINY_RANDOM_DIR = (Path(__file__).resolve().parents[2] /
+                   "shared/data/checkpoints/keras-bert-tiny-random")
+
+
+def tiny_config(**overrides):
+  kwargs = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                num_attention_heads=4, intermediate_size=64,
+                max_position_embeddings=64, type_vocab_size=2)
+  kwargs.update(overrides)
+  return BertConfig(**kwargs)
+
+
+def tiny_inputs(batch=3, seq=10, seed=0):
+  rng = np.random.RandomState(seed)
+  ids = rng.randint(1, 100, size=(batch, seq)).astype(np.int32)
+  lengths = [seq, seq - 3, 4][:batch]
+  mask = np.zeros((batch, seq), np.int32)
+  for b, n in enumerate(lengths):
+    mask[b, :n] = 1
+  types = np.zeros((batch, seq), np.int32)
+  types[:, seq // 2:] = 1
+  return ids * mask, mask, types * mask
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_from_json_file_keeps_extra_keys(tmp_path):
+  path = TINY_RANDOM_DIR / "bert_config.json"
+  assert path.exists(), "format fixture missing: %s" % path
+  config = BertConfig.from_json_file(path)
+  assert (config.vocab_size, config.hidden_size, config.num_hidden_layers) == (15, 4, 2)
+  assert config.extra["directionality"] == "bidi"
+  config.validate(max_seq_length=16)
+  out = tmp_path / "c.json"
+  config.to_json_file(out)
+  assert json.loads(out.read_text()) == json.loads(path.read_text())
+
+
+def test_config_missing_field_names_file(tmp_path):
+  path = tmp_path / "bert_config.json"
+  path.write_text(json.dumps({"hidden_size": 8}))
+  with pytest.raises(ConfigError, match=r"bert_config\.json.*vocab_size"):
+    BertConfig.from_json_file(path)
+
+
+def test_config_bad_json_and_missing_file(tmp_path):
+  path = tmp_path / "bad.json"
+  path.write_text('{"vocab_size": 10,\n "hidden_size": }')
+  with pytest.raises(ConfigError, match=r"bad\.json: line 2"):
+    BertConfig.from_json_file(path)
+  with pytest.raises(ConfigError, match="nope.json: BERT config file not found"):
+    BertConfig.from_json_file(tmp_path / "nope.json")
+
+
+def test_config_validate_errors():
+  with pytest.raises(ConfigError, match="not a multiple of the number of attention"):
+    tiny_config(num_attention_heads=5).validate()
+  with pytest.raises(ConfigError, match="Unknown hidden_act 'swish'"):
+    tiny_config(hidden_act="swish").validate()
+  with pytest.raises(ConfigError, match="sequence length 128.*up to sequence length 64"):
+    tiny_config().validate(max_seq_length=128)
+  tiny_config(hidden_act="gelu_new").validate(max_seq_length=64)
+  with pytest.raises(ConfigError):
+    BertModel(tiny_config(num_attention_heads=3))
+
+
+def test_config_dict_round_trip():
+  config = BertConfig.from_dict(dict(tiny_config().to_dict(), pooler_type="x"))
+  assert config.to_dict()["pooler_type"] == "x"
+  assert json.loads(config.to_json_string())["hidden_size"] == 32
+
+
+# ---------------------------------------------------------------- activations
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_new", "gelu_exact", "relu", "tanh"])
+def test_activations_match_formulas(name):
+  x = np.linspace(-5, 5, 41).astype(np.float32)
+  erf = np.vectorize(math.erf)
+  expected = {
+      "gelu": 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
+      "gelu_exact": 0.5 * x * (1 + erf(x / np.sqrt(2))),
+      "relu": np.maximum(x, 0),
+      "tanh": np.tanh(x),
+  }
+  expected["gelu_new"] = expected["gelu"]
+  got = encoder_lib.get_activation(name)(tf.constant(x)).numpy()
+  np.testing.assert_allclose(got, expected[name], atol=1e-6)
+  with pytest.raises(ValueError, match="Unknown activation"):
+    encoder_lib.get_activation("swish")
+
+
+# ---------------------------------------------------------------- encoder
+
+
+def test_variable_names_match_original_checkpoint():
+  config = BertConfig.from_json_file(TINY_RANDOM_DIR / "bert_config.json")
+  model = BertModel(config)
+  reader = tf.train.load_checkpoint(str(TINY_RANDOM_DIR / "bert_model.ckpt"))
+  ckpt = {k: v for k, v in reader.get_variable_to_shape_map().items()
+          if k.startswith("bert/") and "adam" not in k}
+  ours = {k: list(v.shape) for k, v in model.named_variables().items()}
+  assert ours == ckpt
+  assert all(":" not in v.name or v.name == k + ":0"
+             for k, v in model.named_variables().items())
+  assert len(model.trainable_variables) == len(ours)
+
+
+def test_initializers():
+  tf.random.set_seed(1)
+  model = BertModel(tiny_config(initializer_range=0.02))
+  v = model.named_variables()
+  k = v["bert/encoder/layer_0/intermediate/dense/kernel"].numpy()
+  assert abs(k.std() - 0.02 * 0.88) < 0.004 and np.abs(k).max() <= 0.04 + 1e-7
+  assert not v["bert/encoder/layer_0/intermediate/dense/bias"].numpy().any()
+  assert (v["bert/embeddings/LayerNorm/gamma"].numpy() == 1).all()
+
+
+def test_output_shapes_and_getters():
+  model = BertModel(tiny_config())
+  ids, mask, types = tiny_inputs()
+  out = model(ids, mask, types)
+  assert out.get_sequence_output().shape == (3, 10, 32)
+  assert out.get_pooled_output().shape == (3, 32)
+  assert len(out.get_all_encoder_layers()) == 2
+  assert out.get_embedding_output().shape == (3, 10, 32)
+  np.testing.assert_array_equal(out.sequence_output, out.all_encoder_layers[-1])
+  # Pooler is tanh(dense(first token)).
+  v = model.named_variables()
+  first = out.sequence_output[:, 0].numpy()
+  pooled = np.tanh(first @ v["bert/pooler/dense/kernel"].numpy() +
+                   v["bert/pooler/dense/bias"].numpy())
+  np.testing.assert_allclose(out.pooled_output, pooled, atol=1e-6)
+
+
+def test_attention_mask_hides_padding():
+  model = BertModel(tiny_config())
+  ids, mask, types = tiny_inputs()
+  base = model(ids, mask, types).sequence_output.numpy()
+  noisy = ids.copy()
+  noisy[mask == 0] = 7  # change only padded tokens
+  other = model(noisy, mask, types).sequence_output.numpy()
+  real = mask.astype(bool)
+  np.testing.assert_allclose(base[real], other[real], atol=1e-6)
+  assert np.abs(base[~real] - other[~real]).max() > 1e-4
+  # Without the mask the padded tokens do leak into the real positions.
+  leaked = model(noisy, None, types).sequence_output.numpy()
+  assert np.abs(leaked[real] - base[real]).max() > 1e-4
+
+
+def test_dropout_training_deterministic_with_seed():
+  model = BertModel(tiny_config())
+  ids, mask, types = tiny_inputs()
+  tf.random.set_seed(3)
+  a = model(ids, mask, types, training=True).sequence_output.numpy()
+  tf.random.set_seed(3)
+  b = model(ids, mask, types, training=True).sequence_output.numpy()
+  c = model(ids, mask, types, training=False).sequence_output.numpy()
+  np.testing.assert_array_equal(a, b)
+  assert np.abs(a - c).max() > 1e-3
+
+
+def test_tf_function_dynamic_shapes_and_xla():
+  model = BertModel(tiny_config())
+  spec = tf.TensorSpec([None, None], tf.int32)
+
+  @tf.function(input_signature=[spec, spec, spec])
+  def graph_fn(i, m, t):
+    return model(i, m, t).pooled_output
+
+  xla_fn = tf.function(lambda i, m, t: model(i, m, t).pooled_output,
+                       jit_compile=True)
+  for batch, seq in ((3, 10), (2, 7)):
+    ids, mask, types = tiny_inputs(batch, seq)
+    eager = model(ids, mask, types).pooled_output.numpy()
+    np.testing.assert_allclose(graph_fn(ids, mask, types), eager, atol=1e-6)
+  np.testing.assert_allclose(xla_fn(ids, mask, types), eager, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,tol", [(tf.bfloat16, 0.05), (tf.float16, 0.01)])
+def test_mixed_precision_close_to_float32(dtype, tol):
+  tf.random.set_seed(5)
+  fp32 = BertClassifier(tiny_config(), num_labels=3)
+  mixed = BertClassifier(tiny_config(), num_labels=3, compute_dtype=dtype)
+  for name, var in mixed.named_variables().items():
+    assert var.dtype == tf.float32
+    var.assign(fp32.named_variables()[name])
+  ids, mask, types = tiny_inputs()
+  a = fp32(ids, mask, types)
+  b = mixed(ids, mask, types)
+  assert b.dtype == tf.float32
+  np.testing.assert_allclose(b, a, atol=tol)
+  seq_a = fp32.bert(ids, mask, types).sequence_output
+  seq_b = mixed.bert(ids, mask, types).sequence_output
+  assert seq_b.dtype == tf.float32
+  np.testing.assert_allclose(seq_b, seq_a, atol=20 * tol)
+
+
+def test_matches_model_garden_encoder():
+  tf.random.set_seed(11)
+  config = tiny_config()
+  model = BertModel(config)
+  # Non-trivial LayerNorm parameters so that a mis-mapped gamma/beta shows.
+  for name, var in model.named_variables().items():
+    if "LayerNorm" in name or name.endswith("bias"):
+      var.assign(tf.random.normal(var.shape, stddev=0.1) + var)
+  reference = build_model_garden_encoder(config, model.named_variables())
+  ids, mask, types = tiny_inputs()
+  ours = model(ids, mask, types)
+  seq, pooled = reference(ids, mask, types)
+  real = mask.astype(bool)
+  np.testing.assert_allclose(ours.sequence_output.numpy()[real], seq.numpy()[real],
+                             atol=1e-5)
+  np.testing.assert_allclose(ours.pooled_output, pooled, atol=1e-5)
+
+
+# ---------------------------------------------------------------- heads
+
+
+def test_classifier_logits_by_hand():
+  model = BertClassifier(tiny_config(), num_labels=3)
+  assert list(model.named_variables())[-2:] == ["output_weights", "output_bias"]
+  assert model.output_weights.shape == (3, 32)
+  model.output_bias.assign([0.1, -0.2, 0.3])
+  ids, mask, types = tiny_inputs()
+  logits = model(ids, mask, types)
+  pooled = model.bert(ids, mask, types).pooled_output.numpy()
+  expected = pooled @ model.output_weights.numpy().T + [0.1, -0.2, 0.3]
+  np.testing.assert_allclose(logits, expected, atol=1e-6)
+
+
+def test_classification_loss_and_class_weights():
+  logits = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]], np.float32)
+  labels = np.array([1, 0])
+  log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  expected = -log_probs[np.arange(2), labels]
+  got = classification_loss(logits, labels, num_labels=3).numpy()
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  weights = np.array([2.0, 0.5, 1.0], np.float32)
+  got = classification_loss(logits, labels, 3, class_weights=weights).numpy()
+  np.testing.assert_allclose(got, expected * [0.5, 2.0], rtol=1e-6)
+
+
+def test_compute_class_weights():
+  got = compute_class_weights([6, 3, 1])
+  np.testing.assert_allclose(got, [10 / 18, 10 / 9, 10 / 3], rtol=1e-6)
+  from sklearn.utils.class_weight import compute_class_weight
+  y = np.array([0] * 6 + [1] * 3 + [2])
+  np.testing.assert_allclose(got, compute_class_weight("balanced", classes=np.arange(3),
+                                                       y=y), rtol=1e-6)
+  np.testing.assert_allclose(compute_class_weights({0: 2, 1: 2}), [1, 1])
+  with pytest.raises(ValueError, match=r"label id\(s\) \[1\]"):
+    compute_class_weights([4, 0])
+  with pytest.raises(ValueError, match="Unknown class weight scheme"):
+    compute_class_weights([4, 1], scheme="sqrt")
+
+
+def test_squad_head_and_loss():
+  model = BertSquad(tiny_config())
+  names = list(model.named_variables())
+  assert names[-2:] == ["cls/squad/output_weights", "cls/squad/output_bias"]
+  ids, mask, types = tiny_inputs()
+  start, end = model(ids, mask, types)
+  assert start.shape == (3, 10) and end.shape == (3, 10)
+  seq = model.bert(ids, mask, types).sequence_output.numpy()
+  w = model.output_weights.numpy()
+  np.testing.assert_allclose(start, seq @ w[0], atol=1e-6)
+  np.testing.assert_allclose(end, seq @ w[1], atol=1e-6)
+
+  s = np.random.RandomState(0).randn(2, 5).astype(np.float32)
+  e = np.random.RandomState(1).randn(2, 5).astype(np.float32)
+  sp, ep = np.array([1, 4]), np.array([2, 4])
+
+  def ce(logits, pos):
+    lp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return -lp[np.arange(len(pos)), pos].mean()
+
+  np.testing.assert_allclose(squad_loss(s, e, sp, ep), (ce(s, sp) + ce(e, ep)) / 2,
+                             rtol=1e-6)

@@ -1,0 +1,1 @@
+"""The training loop, distribution strategies and metrics shared by run_*.py."""
