@@ -208,11 +208,19 @@ flags.DEFINE_integer("log_every_steps", 50,
                      "steps.")
 
 flags.DEFINE_bool(
+    "dynamic_padding", True,
+    "Cut each batch to its longest example (rounded up to a multiple of 8) instead "
+    "of always computing max_seq_length positions. Results are unchanged up to "
+    "float rounding; short texts train and predict several times faster. Always "
+    "off on TPU, which needs static shapes.")
+
+flags.DEFINE_bool(
     "overwrite_output_dir", False,
     "Allow a run whose task, labels, model or max_seq_length differ from the "
     "checkpoints already in output_dir: removes those checkpoints first.")
 
 CONFIG_FILE = "classifier_config.json"
+DYNAMIC_PADDING_MULTIPLE = 8
 # Bump when the TFRecord feature layout changes, so cached files are rebuilt.
 FEATURE_FORMAT_VERSION = 1
 
@@ -519,6 +527,9 @@ def main(_):
   if is_chief:
     write_run_config(FLAGS.output_dir, run_config)
   use_padding = strategy_name == "tpu"  # TPUs need every batch full
+  # TPUs compile one program per shape; elsewhere a batch may be cut to its length.
+  padding_multiple = (DYNAMIC_PADDING_MULTIPLE
+                      if FLAGS.dynamic_padding and strategy_name != "tpu" else None)
 
   tf.random.set_seed(FLAGS.seed)
   compute_dtype = loop_lib.PRECISIONS[FLAGS.precision]
@@ -566,7 +577,8 @@ def main(_):
                      tokenizer_id, features_file("eval"))
     return processors.make_dataset(features_file("eval"), FLAGS.max_seq_length,
                                    FLAGS.eval_batch_size, is_training=False,
-                                   drop_remainder=use_padding)
+                                   drop_remainder=use_padding,
+                                   dynamic_padding_multiple=padding_multiple)
 
   def evaluate(dataset):
     out = loop_lib.predict(strategy, predict_fn, dataset)
@@ -621,7 +633,8 @@ def main(_):
     def dataset_fn(skip_batches):
       dataset = processors.make_dataset(
           features_file("train"), FLAGS.max_seq_length, FLAGS.train_batch_size,
-          is_training=True, drop_remainder=True, seed=FLAGS.seed)
+          is_training=True, drop_remainder=True, seed=FLAGS.seed,
+          dynamic_padding_multiple=padding_multiple)
       return dataset.skip(skip_batches)
 
     eval_fn = None
@@ -661,7 +674,8 @@ def main(_):
                      tokenizer_id, features_file("predict"))
     dataset = processors.make_dataset(features_file("predict"), FLAGS.max_seq_length,
                                       FLAGS.predict_batch_size, is_training=False,
-                                      drop_remainder=use_padding)
+                                      drop_remainder=use_padding,
+                                      dynamic_padding_multiple=padding_multiple)
     out = loop_lib.predict(strategy, predict_fn, dataset)
     probabilities = out["probabilities"][:num_actual]
     if len(probabilities) != num_actual:
@@ -691,6 +705,9 @@ def run(argv):
     logging.error("%s", e)
     print(f"run_classifier.py: error: {e}", file=sys.stderr)
     sys.exit(2)
+  except loop_lib.TrainingInterrupted as e:
+    logging.warning("%s", e)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -81,35 +81,49 @@ def test_train_eval_predict_end_to_end(tmp_path):
       np.array([[float(x) for x in r.split("\t")] for r in rows2]), probs, atol=1e-6)
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path):
-  setup = write_tiny_setup(tmp_path, n_train=400)
-  common = ("--do_train", "--train_batch_size=8", "--num_train_epochs=3",
-            "--learning_rate=1e-3", "--save_checkpoints_steps=10",
-            "--iterations_per_loop=1", "--log_every_steps=10", "--seed=7")
-  straight = tmp_path / "straight"
-  run_script("run_classifier.py", classifier_args(setup, straight, *common))
-  final = "model.ckpt-150"
+RESUME_ARGS = ("--do_train", "--train_batch_size=8", "--num_train_epochs=3",
+               "--learning_rate=1e-3", "--save_checkpoints_steps=10",
+               "--iterations_per_loop=1", "--log_every_steps=10", "--seed=7")
+RESUME_FINAL = "model.ckpt-150"
 
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+  """400 examples, 150 steps, trained in one go."""
+  root = tmp_path_factory.mktemp("uninterrupted")
+  setup = write_tiny_setup(root, n_train=400)
+  run_script("run_classifier.py", classifier_args(setup, root / "out", *RESUME_ARGS))
+  return setup, root / "out"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_resumes_to_the_same_weights(uninterrupted_run, tmp_path, sig):
+  setup, straight = uninterrupted_run
   interrupted = tmp_path / "interrupted"
   proc = subprocess.Popen(
       [sys.executable, str(PROJECT_ROOT / "run_classifier.py"),
-       *classifier_args(setup, interrupted, *common)],
+       *classifier_args(setup, interrupted, *RESUME_ARGS)],
       env=cli_env(), cwd=str(PROJECT_ROOT), stdout=subprocess.DEVNULL,
-      stderr=subprocess.DEVNULL)
+      stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
-    if glob.glob(str(interrupted / "model.ckpt-20.index")):
+    if os.path.exists(interrupted / "model.ckpt-20.index"):
       break
     time.sleep(0.02)
   assert proc.poll() is None, "the run ended before it could be interrupted"
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert not os.path.exists(interrupted / f"{final}.index"), "killed too late"
+  proc.send_signal(sig)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode != 0
+  assert not os.path.exists(interrupted / f"{RESUME_FINAL}.index"), "interrupted too late"
+  if sig == signal.SIGINT:
+    # Ctrl-C keeps the steps done since the last periodic checkpoint.
+    assert "Interrupted (SIGINT) at step" in stderr, stderr[-3000:]
+    assert proc.returncode == 130
 
-  result = run_script("run_classifier.py", classifier_args(setup, interrupted, *common))
+  result = run_script("run_classifier.py", classifier_args(setup, interrupted, *RESUME_ARGS))
   assert "Resuming from" in result.stderr
-  a = checkpoint_arrays(straight / final)
-  b = checkpoint_arrays(interrupted / final)
+  a = checkpoint_arrays(straight / RESUME_FINAL)
+  b = checkpoint_arrays(interrupted / RESUME_FINAL)
   assert a.keys() == b.keys()
   for name in a:
     np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
@@ -287,3 +301,34 @@ def test_output_dir_of_another_task_is_not_overwritten(tmp_path):
   after = checkpoint_arrays(out / "model.ckpt-3")
   for name in before:
     np.testing.assert_array_equal(before[name], after[name])
+
+
+def test_readme_custom_processor_example_works(tmp_path):
+  """The worked example in the README runs as written."""
+  readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+  section = readme[readme.index("## Adding your own task"):]
+  code = section[section.index("```python\n") + len("```python\n"):]
+  code = code[:code.index("```")]
+  (tmp_path / "my_processors.py").write_text(code, encoding="utf-8")
+  setup = write_tiny_setup(tmp_path)
+  data = tmp_path / "sentiment"
+  data.mkdir()
+  polarity = {"joy": "positive", "love": "positive", "surprise": "neutral",
+              "sadness": "negative", "anger": "negative", "fear": "negative"}
+  for src, dst in (("train.txt", "train.tsv"), ("val.txt", "dev.tsv"),
+                   ("test.txt", "test.tsv")):
+    rows = []
+    for line in (setup["data"] / src).read_text(encoding="utf-8").splitlines():
+      text, label = line.rsplit(";", 1)
+      rows.append(f"{polarity[label]}\t{text}")
+    (data / dst).write_text("\n".join(rows) + "\n", encoding="utf-8")
+  setup = dict(setup, data=data)
+  args = classifier_args(setup, tmp_path / "out", "--do_train", "--do_eval",
+                         "--do_predict", "--train_batch_size=16",
+                         "--num_train_epochs=1",
+                         f"--processor_module={tmp_path / 'my_processors.py'}")
+  args = [a.replace("--task_name=emotion", "--task_name=sentiment") for a in args]
+  run_script("run_classifier.py", args)
+  evals = read_eval_results(tmp_path / "out" / "eval_results.txt")
+  assert "eval_f1_neutral" in evals
+  assert len((tmp_path / "out" / "test_results.tsv").read_text().splitlines()) == 20

@@ -16,6 +16,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -100,6 +102,42 @@ def _is_better(value: float, best: Optional[float], mode: str) -> bool:
   if best is None:
     return True
   return value > best if mode == "max" else value < best
+
+
+class TrainingInterrupted(Exception):
+  """Training stopped on SIGINT/SIGTERM after saving a checkpoint."""
+
+
+class _StopOnSignal:
+  """Turns the first SIGINT (Ctrl-C) or SIGTERM (preemption) into a polite request.
+
+  The loop checks `requested` between tf.function calls, when the variables hold a
+  whole number of steps, saves a checkpoint there and stops: no work is lost. A
+  second signal interrupts at once, as usual.
+  """
+
+  def __init__(self):
+    self.requested = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = signal.Signals(signum).name
+    logging.warning("%s received: stopping after the current step (again to abort)",
+                    self.requested)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    return False
 
 
 class Trainer:
@@ -367,11 +405,19 @@ class Trainer:
                  "= %s, XLA = %s", cfg.train_batch_size,
                  self.strategy.num_replicas_in_sync, cfg.gradient_accumulation_steps,
                  cfg.precision, cfg.use_xla)
+    run_start, run_start_step = time.time(), start_step
+    with _StopOnSignal() as stop:
+      return self._train_loop(iterator, eval_fn, state, stop, start_step, run_start,
+                              run_start_step)
+
+  def _train_loop(self, iterator, eval_fn, state, stop, start_step, run_start,
+                  run_start_step) -> Dict:
+    """The body of train(): runs chunks of steps until done, stopped or interrupted."""
+    cfg = self.config
     step = start_step
     loss_value = float("nan")
     stopped_early = False
     window_start, window_steps, window_loss = time.time(), 0, 0.0
-    run_start, run_start_step = time.time(), start_step
     while step < cfg.num_train_steps:
       boundaries = [cfg.num_train_steps, _next_multiple(step, cfg.save_checkpoints_steps),
                     _next_multiple(step, cfg.log_every_steps)]
@@ -404,8 +450,13 @@ class Trainer:
           scalars["loss_scale"] = float(self.loss_scale.scale.numpy())
         self._log_summaries(scalars, step, "train")
         window_start, window_steps, window_loss = now, 0, 0.0
-      if step % cfg.save_checkpoints_steps == 0 or step >= cfg.num_train_steps:
+      if (step % cfg.save_checkpoints_steps == 0 or step >= cfg.num_train_steps or
+          stop.requested):
         self.save()
+      if stop.requested:
+        raise TrainingInterrupted(
+            f"Interrupted ({stop.requested}) at step {step}; checkpoint saved in "
+            f"{self.output_dir}. Run the same command again to resume.")
       if (eval_fn is not None and cfg.eval_every_steps > 0 and
           (step % cfg.eval_every_steps == 0 or step >= cfg.num_train_steps)):
         metrics = eval_fn()
