@@ -5,7 +5,6 @@ Variables are read and written under their original names (`bert/...`, `output_w
 run_classifier.py / run_pretraining.py and with tools built for them.
 """
 
-import glob
 import os
 import re
 import uuid
@@ -69,11 +68,11 @@ def resolve_checkpoint_prefix(path):
     CheckpointError: if nothing is found (the message lists what was looked for).
   """
   path = os.fspath(path)
-  if os.path.isdir(path):
+  if tf.io.gfile.isdir(path):
     latest = tf.train.latest_checkpoint(path)
-    if latest is not None and os.path.exists(latest + ".index"):
+    if latest is not None and tf.io.gfile.exists(latest + ".index"):
       return latest
-    indexes = sorted(glob.glob(os.path.join(path, "*.index")))
+    indexes = sorted(tf.io.gfile.glob(os.path.join(path, "*.index")))
     if len(indexes) == 1:
       return indexes[0][:-len(".index")]
     if not indexes:
@@ -84,7 +83,8 @@ def resolve_checkpoint_prefix(path):
         "%s: several checkpoints and no 'checkpoint' state file; pass one prefix, "
         "one of: %s" % (path, ", ".join(i[:-len(".index")] for i in indexes)))
   prefix = _strip_suffix(path)
-  if not os.path.exists(prefix + ".index") or not glob.glob(prefix + ".data-*"):
+  if (not tf.io.gfile.exists(prefix + ".index") or
+      not tf.io.gfile.glob(prefix + ".data-*")):
     raise CheckpointError(
         "Checkpoint not found: looked for %s.index and %s.data-* (pass the prefix, "
         "e.g. .../bert_model.ckpt, or the directory)" % (prefix, prefix))
@@ -204,7 +204,8 @@ def restore_checkpoint(path_prefix, named_vars):
 
 
 def _data_files(prefix):
-  return glob.glob(prefix + ".data-?????-of-?????")
+  # tf.io.gfile so that gs:// output directories (Cloud TPU) work like local ones.
+  return tf.io.gfile.glob(prefix + ".data-?????-of-?????")
 
 
 def save_checkpoint(path_prefix, named_vars):
@@ -224,8 +225,8 @@ def save_checkpoint(path_prefix, named_vars):
     The prefix written.
   """
   path_prefix = os.fspath(path_prefix)
-  directory = os.path.dirname(os.path.abspath(path_prefix))
-  os.makedirs(directory, exist_ok=True)
+  directory = os.path.dirname(path_prefix) or "."
+  tf.io.gfile.makedirs(directory)
   names = list(named_vars)
   if not names:
     raise ValueError("save_checkpoint(%s): nothing to save" % path_prefix)
@@ -239,13 +240,13 @@ def save_checkpoint(path_prefix, named_vars):
                       shape_and_slices=[""] * len(names), tensors=tensors)
   try:
     for old in _data_files(path_prefix):
-      os.remove(old)
+      tf.io.gfile.remove(old)
     for data in _data_files(tmp_prefix):
-      os.replace(data, path_prefix + data[len(tmp_prefix):])
-    os.replace(tmp_prefix + ".index", path_prefix + ".index")
+      tf.io.gfile.rename(data, path_prefix + data[len(tmp_prefix):], overwrite=True)
+    tf.io.gfile.rename(tmp_prefix + ".index", path_prefix + ".index", overwrite=True)
   finally:
-    for leftover in glob.glob(tmp_prefix + "*"):
-      os.remove(leftover)
+    for leftover in tf.io.gfile.glob(tmp_prefix + "*"):
+      tf.io.gfile.remove(leftover)
   return path_prefix
 
 
@@ -274,9 +275,9 @@ def update_checkpoint_state(ckpt_dir, latest_prefix, all_prefixes):
       ckpt_dir, rel(latest_prefix), all_model_checkpoint_paths=[rel(p) for p in
                                                                  all_prefixes])
   tmp = os.path.join(ckpt_dir, ".checkpoint.tmp-%s" % uuid.uuid4().hex)
-  with open(tmp, "w", encoding="utf-8") as f:
+  with tf.io.gfile.GFile(tmp, "w") as f:
     f.write(text_format.MessageToString(state))
-  os.replace(tmp, os.path.join(ckpt_dir, "checkpoint"))
+  tf.io.gfile.rename(tmp, os.path.join(ckpt_dir, "checkpoint"), overwrite=True)
 
 
 def delete_checkpoint(prefix):
@@ -288,5 +289,5 @@ def delete_checkpoint(prefix):
   prefix = os.fspath(prefix)
   # The index goes first so a partially deleted checkpoint is never seen as valid.
   for path in [prefix + ".index"] + _data_files(prefix) + [prefix + ".meta"]:
-    if os.path.exists(path):
-      os.remove(path)
+    if tf.io.gfile.exists(path):
+      tf.io.gfile.remove(path)

@@ -11,6 +11,8 @@ import csv
 import os
 from typing import Sequence
 
+import tensorflow as tf
+
 
 class DataError(ValueError):
   """Raised for unreadable or malformed input data; the message names file and line.
@@ -126,11 +128,16 @@ def read_text_lines(input_file: str):
   return lines
 
 
+def _is_file(path: str) -> bool:
+  # tf.io.gfile, so data may also live in a gs:// bucket (Cloud TPU VMs).
+  return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+
+
 def _open_binary(input_file):
-  if os.path.isfile(input_file):
-    return open(input_file, "rb")
-  parent = os.path.dirname(os.path.abspath(input_file))
-  if not os.path.isdir(parent):
+  if _is_file(input_file):
+    return tf.io.gfile.GFile(input_file, "rb")
+  parent = os.path.dirname(input_file) or "."
+  if not tf.io.gfile.isdir(parent):
     raise DataError(f"data directory {parent} does not exist "
                     f"(looked for {os.path.basename(input_file)} in it)")
   raise DataError(f"file not found: {input_file}", missing_file=True)
@@ -224,7 +231,7 @@ def require_dir(data_dir: str) -> None:
   Args:
     data_dir: the --data_dir given by the user.
   """
-  if not os.path.isdir(data_dir):
+  if not tf.io.gfile.isdir(data_dir):
     raise DataError(f"data directory {data_dir} does not exist")
 
 
@@ -244,7 +251,7 @@ def first_existing(data_dir: str, names: Sequence[str]) -> str:
   require_dir(data_dir)
   for name in names:
     path = os.path.join(data_dir, name)
-    if os.path.isfile(path):
+    if _is_file(path):
       return path
   raise DataError(f"none of {', '.join(names)} found in {data_dir}",
                   missing_file=True)

@@ -17,7 +17,7 @@ hash table and is not reproducible).
 """
 
 import os
-import tempfile
+import uuid
 from typing import Dict, Iterable, List
 
 import numpy as np
@@ -232,19 +232,17 @@ def write_tfrecord_atomic(records: Iterable[bytes], output_file: str) -> int:
   Returns:
     the number of records written.
   """
-  directory = os.path.dirname(os.path.abspath(output_file))
-  fd, temp_path = tempfile.mkstemp(prefix=os.path.basename(output_file) + ".",
-                                   suffix=".tmp", dir=directory)
-  os.close(fd)
+  # tf.io.gfile rather than os: output_dir may be a gs:// bucket on Cloud TPU.
+  temp_path = f"{output_file}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
   count = 0
   try:
     with tf.io.TFRecordWriter(temp_path) as writer:
       for record in records:
         writer.write(record)
         count += 1
-    os.replace(temp_path, output_file)
+    tf.io.gfile.rename(temp_path, output_file, overwrite=True)
   except BaseException:
-    if os.path.exists(temp_path):
-      os.remove(temp_path)
+    if tf.io.gfile.exists(temp_path):
+      tf.io.gfile.remove(temp_path)
     raise
   return count

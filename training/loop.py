@@ -15,7 +15,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import signal
 import threading
 import time
@@ -534,5 +533,7 @@ def remove_checkpoints(output_dir: str) -> None:
   best = os.path.join(output_dir, BEST_DIR)
   if tf.io.gfile.exists(best):
     tf.io.gfile.rmtree(best)
-  shutil.rmtree(os.path.join(output_dir, "train"), ignore_errors=True)
-  shutil.rmtree(os.path.join(output_dir, "eval"), ignore_errors=True)
+  for summaries in ("train", "eval"):
+    path = os.path.join(output_dir, summaries)
+    if tf.io.gfile.exists(path):
+      tf.io.gfile.rmtree(path)
