@@ -332,3 +332,34 @@ def test_readme_custom_processor_example_works(tmp_path):
   evals = read_eval_results(tmp_path / "out" / "eval_results.txt")
   assert "eval_f1_neutral" in evals
   assert len((tmp_path / "out" / "test_results.tsv").read_text().splitlines()) == 20
+
+
+def test_vocab_config_and_checkpoint_that_do_not_fit(tmp_path):
+  from modeling import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from modeling.config import BertConfig  # pylint: disable=g-import-not-at-top
+  from modeling.encoder import BertModel  # pylint: disable=g-import-not-at-top
+  from cli_helpers import write_bert_config  # pylint: disable=g-import-not-at-top
+
+  setup = write_tiny_setup(tmp_path)
+  vocab_size = len(setup["vocab"].read_text(encoding="utf-8").split())
+  small = dict(setup, config=write_bert_config(tmp_path / "small.json", vocab_size - 5))
+  result = run_script("run_classifier.py", classifier_args(
+      small, tmp_path / "out1", "--do_train"), check=False)
+  assert result.returncode == 2
+  assert f"has {vocab_size} entries but the model's vocab_size is {vocab_size - 5}" \
+      in result.stderr
+
+  # A checkpoint of another architecture (hidden 16 instead of 32).
+  other = BertModel(BertConfig(vocab_size=vocab_size, hidden_size=16,
+                               num_hidden_layers=2, num_attention_heads=4,
+                               intermediate_size=64, max_position_embeddings=64,
+                               type_vocab_size=2))
+  prefix = ckpt_lib.save_checkpoint(str(tmp_path / "other" / "bert_model.ckpt"),
+                                    other.named_variables())
+  result = run_script("run_classifier.py", classifier_args(
+      setup, tmp_path / "out2", "--do_train", f"--init_checkpoint={prefix}"),
+      check=False)
+  assert result.returncode == 2
+  assert "bert/embeddings/word_embeddings" in result.stderr
+  assert "[%d, 16]" % vocab_size in result.stderr and "[%d, 32]" % vocab_size in result.stderr
+  assert not list((tmp_path / "out2").glob("model.ckpt-*"))

@@ -1,0 +1,85 @@
+"""Unit tests of the training package's pieces: metrics, strategy choice, dev split."""
+
+import collections
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from processors import InputExample
+from processors.split import stratified_split
+from training import distribution
+from training import metrics as metrics_lib
+
+
+def test_classification_metrics_match_sklearn():
+  rng = np.random.RandomState(3)
+  labels = rng.randint(0, 4, 500)
+  predictions = np.where(rng.rand(500) < 0.6, labels, rng.randint(0, 4, 500))
+  names = ["a", "b c", "d=e", "f"]
+  result = metrics_lib.classification_metrics(labels, predictions, names)
+  assert result["eval_accuracy"] == pytest.approx(sk.accuracy_score(labels, predictions))
+  assert result["eval_mcc"] == pytest.approx(sk.matthews_corrcoef(labels, predictions))
+  assert result["eval_macro_f1"] == pytest.approx(
+      sk.f1_score(labels, predictions, average="macro"))
+  precision = sk.precision_score(labels, predictions, average=None)
+  recall = sk.recall_score(labels, predictions, average=None)
+  f1 = sk.f1_score(labels, predictions, average=None)
+  for i, key in enumerate(["a", "b_c", "d_e", "f"]):
+    assert result[f"eval_precision_{key}"] == pytest.approx(precision[i])
+    assert result[f"eval_recall_{key}"] == pytest.approx(recall[i])
+    assert result[f"eval_f1_{key}"] == pytest.approx(f1[i])
+  assert result["eval_confusion_matrix"] == sk.confusion_matrix(labels, predictions).tolist()
+
+
+def test_binary_mcc_and_degenerate_cases():
+  labels = np.array([0, 0, 1, 1, 1, 0, 1, 0])
+  predictions = np.array([0, 1, 1, 1, 0, 0, 1, 0])
+  result = metrics_lib.classification_metrics(labels, predictions, ["neg", "pos"])
+  assert result["eval_mcc"] == pytest.approx(sk.matthews_corrcoef(labels, predictions))
+  # A constant predictor has an undefined MCC; GLUE (and sklearn) report 0.
+  constant = metrics_lib.classification_metrics(labels, np.zeros(8, int), ["neg", "pos"])
+  assert constant["eval_mcc"] == 0.0
+  assert constant["eval_precision_pos"] == 0.0 and constant["eval_f1_pos"] == 0.0
+
+
+def test_resolve_strategy_name():
+  assert distribution.resolve_strategy_name(None, use_tpu=False) == "one_device"
+  assert distribution.resolve_strategy_name(None, use_tpu=True) == "tpu"
+  assert distribution.resolve_strategy_name("tpu", use_tpu=True) == "tpu"
+  assert distribution.resolve_strategy_name("Mirrored", use_tpu=False) == "mirrored"
+  with pytest.raises(ValueError, match="conflicts"):
+    distribution.resolve_strategy_name("mirrored", use_tpu=True)
+  with pytest.raises(ValueError, match="one_device, mirrored"):
+    distribution.resolve_strategy_name("horovod", use_tpu=False)
+
+
+def test_tpu_strategy_needs_a_name():
+  with pytest.raises(ValueError, match="--tpu_name"):
+    distribution.get_strategy("tpu")
+
+
+def test_multi_worker_needs_tf_config(monkeypatch):
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  with pytest.raises(ValueError, match="TF_CONFIG"):
+    distribution.get_strategy("multi_worker_mirrored")
+
+
+def test_stratified_split_keeps_label_shares():
+  labels = ["joy"] * 50 + ["sadness"] * 30 + ["surprise"] * 3 + ["love"] * 1
+  examples = [InputExample(guid=f"train-{i}", text_a=f"t{i}", label=l)
+              for i, l in enumerate(labels)]
+  train, dev = stratified_split(examples, 0.2, seed=1)
+  assert len(train) + len(dev) == len(examples)
+  assert not {e.guid for e in train} & {e.guid for e in dev}
+  counts = collections.Counter(e.label for e in dev)
+  assert counts == {"joy": 10, "sadness": 6, "surprise": 1}
+  # File order is kept within each part.
+  assert [e.guid for e in train] == sorted((e.guid for e in train),
+                                           key=lambda g: int(g.split("-")[1]))
+  again, _ = stratified_split(examples, 0.2, seed=1)
+  assert [e.guid for e in again] == [e.guid for e in train]
+  other, _ = stratified_split(examples, 0.2, seed=2)
+  assert [e.guid for e in other] != [e.guid for e in train]
+  with pytest.raises(ValueError):
+    stratified_split(examples, 1.0, seed=1)
