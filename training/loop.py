@@ -296,6 +296,20 @@ class Trainer:
 
     return train_chunk
 
+  def train_steps(self, iterator, num_steps: int) -> float:
+    """Runs `num_steps` optimizer steps without logging or checkpoints.
+
+    Args:
+      iterator: an iterator over `strategy.experimental_distribute_dataset(...)`.
+      num_steps: optimizer steps to run inside one tf.function call.
+
+    Returns:
+      The sum over the steps of the global mean loss.
+    """
+    if self._train_chunk is None:
+      self._train_chunk = self._build_train_chunk()
+    return float(self._train_chunk(iterator, tf.constant(num_steps, tf.int32)))
+
   def _log_summaries(self, scalars: Dict[str, float], step: int, subdir: str) -> None:
     if not self.is_chief:
       return
@@ -395,8 +409,6 @@ class Trainer:
               "best_step": state["best_step"], "best_value": state["best_value"]}
     dataset = _shard_by_data(dataset_fn(start_step))
     iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
-    if self._train_chunk is None:
-      self._train_chunk = self._build_train_chunk()
     state = self._load_train_state()
     logging.info("***** Training from step %d to %d *****", start_step,
                  cfg.num_train_steps)
@@ -423,7 +435,7 @@ class Trainer:
       if eval_fn is not None and cfg.eval_every_steps > 0:
         boundaries.append(_next_multiple(step, cfg.eval_every_steps))
       num_steps = min(min(boundaries) - step, cfg.iterations_per_loop)
-      chunk_loss = float(self._train_chunk(iterator, tf.constant(num_steps, tf.int32)))
+      chunk_loss = self.train_steps(iterator, num_steps)
       step = self.global_step
       if not math.isfinite(chunk_loss) and self.loss_scale is None:
         raise FloatingPointError(

@@ -1,0 +1,565 @@
+# coding=utf-8
+"""Run BERT on SQuAD 1.1 and SQuAD 2.0.
+
+Same flags, inputs and outputs as Google's original run_squad.py (train.tf_record,
+eval.tf_record, predictions.json, nbest_predictions.json, null_odds.json), on
+TensorFlow 2 with the custom training loop of training/loop.py under any
+tf.distribute strategy. New: --do_eval scores the predictions in-process with the
+official SQuAD evaluation and writes eval_results.txt.
+"""
+
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import tokenization
+from processors import squad as squad_lib
+from processors import squad_postprocess
+from processors.base import DataError
+from training import distribution
+from training import loop as loop_lib
+
+FLAGS = flags.FLAGS
+
+## Required parameters
+flags.DEFINE_string(
+    "bert_config_file", None,
+    "The config json file corresponding to the pre-trained BERT model. "
+    "This specifies the model architecture.")
+
+flags.DEFINE_string("vocab_file", None,
+                    "The vocabulary file that the BERT model was trained on.")
+
+flags.DEFINE_string(
+    "output_dir", None,
+    "The output directory where the model checkpoints will be written.")
+
+## Other parameters
+flags.DEFINE_string("train_file", None,
+                    "SQuAD json for training. E.g., train-v1.1.json")
+
+flags.DEFINE_string(
+    "predict_file", None,
+    "SQuAD json for predictions. E.g., dev-v1.1.json or test-v1.1.json")
+
+flags.DEFINE_string(
+    "init_checkpoint", None,
+    "Initial checkpoint (usually from a pre-trained BERT model).")
+
+flags.DEFINE_bool(
+    "do_lower_case", True,
+    "Whether to lower case the input text. Should be True for uncased "
+    "models and False for cased models.")
+
+flags.DEFINE_integer(
+    "max_seq_length", 384,
+    "The maximum total input sequence length after WordPiece tokenization. "
+    "Sequences longer than this will be truncated, and sequences shorter "
+    "than this will be padded.")
+
+flags.DEFINE_integer(
+    "doc_stride", 128,
+    "When splitting up a long document into chunks, how much stride to "
+    "take between chunks.")
+
+flags.DEFINE_integer(
+    "max_query_length", 64,
+    "The maximum number of tokens for the question. Questions longer than "
+    "this will be truncated to this length.")
+
+flags.DEFINE_bool("do_train", False, "Whether to run training.")
+
+flags.DEFINE_bool("do_predict", False, "Whether to run eval on the dev set.")
+
+flags.DEFINE_bool(
+    "do_eval", False,
+    "Score the predictions of --do_predict against the answers in --predict_file "
+    "with the official SQuAD evaluation (v1.1 or v2.0) and write "
+    "eval_results.txt.")
+
+flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
+
+flags.DEFINE_integer("predict_batch_size", 8,
+                     "Total batch size for predictions.")
+
+flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.")
+
+flags.DEFINE_float("num_train_epochs", 3.0,
+                   "Total number of training epochs to perform.")
+
+flags.DEFINE_float(
+    "warmup_proportion", 0.1,
+    "Proportion of training to perform linear learning rate warmup for. "
+    "E.g., 0.1 = 10% of training.")
+
+flags.DEFINE_integer("save_checkpoints_steps", 1000,
+                     "How often to save the model checkpoint.")
+
+flags.DEFINE_integer("iterations_per_loop", 1000,
+                     "How many steps to make in each estimator call (here: the "
+                     "most steps run inside one tf.function call).")
+
+flags.DEFINE_integer(
+    "n_best_size", 20,
+    "The total number of n-best predictions to generate in the "
+    "nbest_predictions.json output file.")
+
+flags.DEFINE_integer(
+    "max_answer_length", 30,
+    "The maximum length of an answer that can be generated. This is needed "
+    "because the start and end predictions are not conditioned on one another.")
+
+flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU. Same as "
+                  "--distribution_strategy=tpu.")
+
+flags.DEFINE_string(
+    "tpu_name", None,
+    "The Cloud TPU to use for training. This should be either the name "
+    "used when creating the Cloud TPU, or a grpc://ip.address.of.tpu:8470 "
+    "url. Use 'local' on a TPU VM.")
+
+flags.DEFINE_string(
+    "tpu_zone", None,
+    "[Optional] GCE zone where the Cloud TPU is located in. If not "
+    "specified, we will attempt to automatically detect the GCE project from "
+    "metadata.")
+
+flags.DEFINE_string(
+    "gcp_project", None,
+    "[Optional] Project name for the Cloud TPU-enabled project. If not "
+    "specified, we will attempt to automatically detect the GCE project from "
+    "metadata.")
+
+flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL.")
+
+flags.DEFINE_integer(
+    "num_tpu_cores", 8,
+    "Only used if `use_tpu` is True. Total number of TPU cores to use. "
+    "(TPUStrategy uses every core of the TPU it connects to; a mismatch is "
+    "logged.)")
+
+flags.DEFINE_bool(
+    "verbose_logging", False,
+    "If true, all of the warnings related to data processing will be printed. "
+    "A number of warnings are expected for a normal SQuAD evaluation.")
+
+flags.DEFINE_bool(
+    "version_2_with_negative", False,
+    "If true, the SQuAD examples contain some that do not have an answer.")
+
+flags.DEFINE_float(
+    "null_score_diff_threshold", 0.0,
+    "If null_score - best_non_null is greater than the threshold predict null.")
+
+## New in this port
+
+flags.DEFINE_enum(
+    "distribution_strategy", None, list(distribution.STRATEGIES),
+    "How to spread training over devices: one_device (default; the GPU if there "
+    "is one, else the CPU), mirrored (all local GPUs, or --num_cpu_devices logical "
+    "CPUs), multi_worker_mirrored (several machines; needs TF_CONFIG), tpu (same as "
+    "--use_tpu).")
+
+flags.DEFINE_integer(
+    "num_cpu_devices", 1,
+    "Split the host CPU into this many logical devices, so that "
+    "--distribution_strategy=mirrored can be tried without GPUs.")
+
+flags.DEFINE_enum(
+    "precision", "float32", list(loop_lib.PRECISIONS),
+    "Compute precision. Variables stay float32; bfloat16 suits TPUs and CPUs with "
+    "AMX, float16 suits GPUs (with dynamic loss scaling).")
+
+flags.DEFINE_bool("use_xla", False,
+                  "Compile the training step with XLA (jit_compile). Helps on GPU; "
+                  "on CPU it is usually slower.")
+
+flags.DEFINE_integer(
+    "gradient_accumulation_steps", 1,
+    "Split each train batch into this many micro-batches and accumulate their "
+    "gradients before one optimizer step: train_batch_size stays the effective "
+    "batch size while memory holds only a micro-batch.")
+
+flags.DEFINE_integer("keep_checkpoint_max", 5,
+                     "How many recent checkpoints to keep in output_dir (0: all).")
+
+flags.DEFINE_integer("seed", 12345,
+                     "Random seed: the shuffle of the training examples (the "
+                     "original's fixed 12345), data order, dropout, head "
+                     "initialisation. A resumed run continues exactly where it "
+                     "stopped.")
+
+flags.DEFINE_string(
+    "spm_model_file", None,
+    "A SentencePiece model file, for models pre-trained with one (ALBERT-style). "
+    "Replaces --vocab_file for tokenization.")
+
+flags.DEFINE_integer("log_every_steps", 50,
+                     "Log loss, learning rate, speed and time left every this many "
+                     "steps.")
+
+flags.DEFINE_bool(
+    "dynamic_padding", True,
+    "Cut each batch to its longest window (rounded up to a multiple of 8) instead "
+    "of always computing max_seq_length positions. Start/end positions keep their "
+    "meaning. Differences from the original: in training the cut padding "
+    "positions no longer enter the softmax of the loss, and in prediction they "
+    "cannot take n-best slots (the original gives them logits too). Always off on "
+    "TPU, which needs static shapes.")
+
+flags.DEFINE_bool(
+    "overwrite_output_dir", False,
+    "Allow a run whose model, max_seq_length or SQuAD version differ from the "
+    "checkpoints in output_dir: removes those checkpoints first.")
+
+CONFIG_FILE = "squad_config.json"
+DYNAMIC_PADDING_MULTIPLE = 8
+# Padding logits of a batch cut by --dynamic_padding: far below any real logit, so
+# they never reach the n-best (a padding position never yields an answer anyway).
+PADDING_LOGIT = -10000.0
+
+
+class UsageError(ValueError):
+  """A problem with the flags or inputs, found before any training."""
+
+
+def write_text_atomic(path, text):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def format_eval_results(result):
+  """`key = value` lines in sorted key order."""
+  return "".join(f"{key} = {result[key]}\n" for key in sorted(result))
+
+
+def _file_sha256(path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  digest = hashlib.sha256()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def validate_flags_or_throw(bert_config):
+  """Validate the input FLAGS or throw an exception (the original's checks and more)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
+                                                  FLAGS.init_checkpoint)
+  except ValueError as e:
+    raise UsageError(str(e)) from e
+  if not FLAGS.do_train and not FLAGS.do_predict:
+    raise UsageError("At least one of `do_train` or `do_predict` must be True.")
+  if FLAGS.do_train and not FLAGS.train_file:
+    raise UsageError(
+        "If `do_train` is True, then `train_file` must be specified.")
+  if FLAGS.do_predict and not FLAGS.predict_file:
+    raise UsageError(
+        "If `do_predict` is True, then `predict_file` must be specified.")
+  if FLAGS.do_eval and not FLAGS.do_predict:
+    raise UsageError("--do_eval scores the predictions: it needs --do_predict")
+  if FLAGS.max_seq_length > bert_config.max_position_embeddings:
+    raise UsageError(
+        "Cannot use sequence length %d because the BERT model "
+        "was only trained up to sequence length %d" %
+        (FLAGS.max_seq_length, bert_config.max_position_embeddings))
+  if FLAGS.max_seq_length <= FLAGS.max_query_length + 3:
+    raise UsageError(
+        "The max_seq_length (%d) must be greater than max_query_length "
+        "(%d) + 3" % (FLAGS.max_seq_length, FLAGS.max_query_length))
+  if not FLAGS.vocab_file and not FLAGS.spm_model_file:
+    raise UsageError("Pass --vocab_file (WordPiece) or --spm_model_file "
+                     "(SentencePiece)")
+  for name in ("vocab_file", "spm_model_file", "bert_config_file", "train_file",
+               "predict_file"):
+    path = getattr(FLAGS, name)
+    if path and not tf.io.gfile.exists(path) and (
+        name not in ("train_file", "predict_file") or
+        (FLAGS.do_train if name == "train_file" else FLAGS.do_predict)):
+      raise UsageError(f"--{name}={path} does not exist")
+  for name in ("train_batch_size", "predict_batch_size", "save_checkpoints_steps",
+               "iterations_per_loop", "gradient_accumulation_steps",
+               "log_every_steps", "doc_stride", "max_query_length", "n_best_size",
+               "max_answer_length"):
+    if getattr(FLAGS, name) < 1:
+      raise UsageError(f"--{name} must be at least 1, got {getattr(FLAGS, name)}")
+  if FLAGS.num_train_epochs <= 0 and FLAGS.do_train:
+    raise UsageError("--num_train_epochs must be positive")
+  if not 0.0 <= FLAGS.warmup_proportion <= 1.0:
+    raise UsageError("--warmup_proportion must be in [0, 1]")
+
+
+def check_vocab_fits(tokenizer, bert_config, vocab_file):
+  """Refuses a vocab larger than the model's embedding table."""
+  if len(tokenizer.vocab) > bert_config.vocab_size:
+    raise UsageError(
+        f"{vocab_file} has {len(tokenizer.vocab)} entries but the model's vocab_size "
+        f"is {bert_config.vocab_size}: the vocab and --bert_config_file belong to "
+        "different models")
+
+
+def check_output_dir(output_dir, run_config):
+  """Refuses to resume checkpoints of a different model in output_dir.
+
+  Returns:
+    True when output_dir holds checkpoints of this same setup (they are resumed).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  path = os.path.join(output_dir, CONFIG_FILE)
+  has_checkpoint = tf.train.latest_checkpoint(output_dir) is not None
+  if tf.io.gfile.exists(path) and has_checkpoint:
+    with tf.io.gfile.GFile(path) as f:
+      previous = json.load(f)
+    diffs = [key for key in sorted(run_config)
+             if previous.get(key) != run_config.get(key)]
+    if diffs:
+      if not FLAGS.overwrite_output_dir:
+        raise UsageError(
+            f"{output_dir} holds checkpoints of a different run ({', '.join(diffs)} "
+            "differ). Use another --output_dir, or pass --overwrite_output_dir to "
+            "delete those checkpoints.")
+      logging.warning("--overwrite_output_dir: removing the checkpoints in %s",
+                      output_dir)
+      loop_lib.remove_checkpoints(output_dir)
+      has_checkpoint = False
+  return has_checkpoint
+
+
+def read_examples(path, is_training, require_answers=False):
+  """Reads a SQuAD file, turning a missing file into a UsageError."""
+  examples, report = squad_lib.read_squad_examples(
+      path, is_training=is_training,
+      version_2_with_negative=FLAGS.version_2_with_negative,
+      require_answers=require_answers)
+  if not examples:
+    raise UsageError(f"{path} yields no usable question"
+                     + (f" ({len(report.skipped_answers)} skipped: answer text not "
+                        "found at answer_start)" if report.skipped_answers else ""))
+  return examples, report
+
+
+def main(_):
+  logging.set_verbosity(logging.INFO)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # Devices must be configured before TensorFlow initialises them.
+  distribution.split_cpu_into_logical_devices(FLAGS.num_cpu_devices)
+
+  from modeling import config as config_lib  # pylint: disable=g-import-not-at-top
+  from modeling import heads  # pylint: disable=g-import-not-at-top
+
+  bert_config = config_lib.BertConfig.from_json_file(FLAGS.bert_config_file)
+  validate_flags_or_throw(bert_config)
+  bert_config.validate(max_seq_length=FLAGS.max_seq_length)
+
+  tokenizer = tokenization.create_tokenizer(
+      vocab_file=None if FLAGS.spm_model_file else FLAGS.vocab_file,
+      do_lower_case=FLAGS.do_lower_case, spm_model_file=FLAGS.spm_model_file)
+  tokenizer_file = FLAGS.spm_model_file or FLAGS.vocab_file
+  check_vocab_fits(tokenizer, bert_config, tokenizer_file)
+  tokenizer_id = (f"{os.path.basename(tokenizer_file)}:"
+                  f"{_file_sha256(tokenizer_file)[:16]}:lower={FLAGS.do_lower_case}")
+  strategy_name = distribution.resolve_strategy_name(FLAGS.distribution_strategy,
+                                                     FLAGS.use_tpu)
+
+  # Read and convert every input before building the model, so that data errors
+  # surface in seconds, not after training.
+  train_examples, predict_examples, predict_dataset_json = None, None, None
+  num_train_steps, num_warmup_steps = 0, 0
+  if FLAGS.do_train:
+    train_examples, _ = read_examples(FLAGS.train_file, is_training=True)
+    num_train_steps = int(len(train_examples) / FLAGS.train_batch_size *
+                          FLAGS.num_train_epochs)
+    if num_train_steps < 1:
+      raise UsageError(
+          f"{len(train_examples)} training examples make no full step of "
+          f"--train_batch_size={FLAGS.train_batch_size} in "
+          f"--num_train_epochs={FLAGS.num_train_epochs}")
+    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
+    # Pre-shuffle the input to avoid having to make a very large shuffle buffer in
+    # the input pipeline (the original does this with a fixed 12345).
+    random.Random(FLAGS.seed).shuffle(train_examples)
+  if FLAGS.do_predict:
+    predict_examples, _ = read_examples(FLAGS.predict_file, is_training=False,
+                                        require_answers=FLAGS.do_eval)
+    if FLAGS.do_eval:
+      predict_dataset_json = squad_lib.load_squad_json(FLAGS.predict_file)
+
+  tf.io.gfile.makedirs(FLAGS.output_dir)
+  use_padding = strategy_name == "tpu"  # TPUs need every batch full
+  padding_multiple = (DYNAMIC_PADDING_MULTIPLE
+                      if FLAGS.dynamic_padding and strategy_name != "tpu" else None)
+
+  train_features = None
+  if FLAGS.do_train:
+    train_features, _ = squad_lib.convert_examples_to_features(
+        train_examples, tokenizer, FLAGS.max_seq_length, FLAGS.doc_stride,
+        FLAGS.max_query_length, is_training=True)
+  eval_features = None
+  if FLAGS.do_predict:
+    eval_features, _ = squad_lib.convert_examples_to_features(
+        predict_examples, tokenizer, FLAGS.max_seq_length, FLAGS.doc_stride,
+        FLAGS.max_query_length, is_training=False)
+
+  run_config = {"max_seq_length": FLAGS.max_seq_length,
+                "version_2_with_negative": FLAGS.version_2_with_negative,
+                "tokenizer": tokenizer_id, "bert_config": bert_config.to_dict()}
+  has_checkpoint = check_output_dir(FLAGS.output_dir, run_config)
+  if not FLAGS.do_train and not has_checkpoint and not FLAGS.init_checkpoint:
+    raise UsageError(f"{FLAGS.output_dir} holds no checkpoint to predict with, and "
+                     "no --init_checkpoint was given: run --do_train first")
+
+  strategy = distribution.get_strategy(strategy_name, FLAGS.tpu_name, FLAGS.tpu_zone,
+                                       FLAGS.gcp_project, FLAGS.master)
+  is_chief = distribution.is_chief(strategy)
+  if strategy_name == "tpu" and strategy.num_replicas_in_sync != FLAGS.num_tpu_cores:
+    logging.warning("--num_tpu_cores=%d but the TPU has %d cores; using all of them",
+                    FLAGS.num_tpu_cores, strategy.num_replicas_in_sync)
+  if is_chief:
+    write_text_atomic(os.path.join(FLAGS.output_dir, CONFIG_FILE),
+                      json.dumps(run_config, indent=2, sort_keys=True) + "\n")
+
+  tf.random.set_seed(FLAGS.seed)
+  compute_dtype = loop_lib.PRECISIONS[FLAGS.precision]
+  with strategy.scope():
+    model = heads.BertSquad(bert_config, compute_dtype=compute_dtype)
+
+  def position_loss(logits, positions):
+    # Cross-entropy of one position per example: [B, S], [B] -> [B].
+    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+    one_hot = tf.one_hot(positions, depth=tf.shape(logits)[1], dtype=tf.float32)
+    return -tf.reduce_sum(one_hot * log_probs, axis=-1)
+
+  def loss_fn(features, training, dropout_seed):
+    start_logits, end_logits = model(
+        features["input_ids"], features["input_mask"], features["segment_ids"],
+        training=training, dropout_seed=dropout_seed)
+    # The original's (start_loss + end_loss) / 2, per example (the Trainer sums and
+    # divides by the global batch, which gives the original's batch means).
+    return (position_loss(start_logits, features["start_positions"]) +
+            position_loss(end_logits, features["end_positions"])) / 2.0
+
+  def predict_fn(features):
+    start_logits, end_logits = model(
+        features["input_ids"], features["input_mask"], features["segment_ids"],
+        training=False)
+    # Batches cut by --dynamic_padding are padded back, so all batches concatenate.
+    pad = [[0, 0], [0, FLAGS.max_seq_length - tf.shape(start_logits)[1]]]
+    return {"unique_ids": features["unique_ids"],
+            "start_logits": tf.pad(start_logits, pad, constant_values=PADDING_LOGIT),
+            "end_logits": tf.pad(end_logits, pad, constant_values=PADDING_LOGIT)}
+
+  with strategy.scope():
+    trainer = loop_lib.Trainer(
+        strategy, model, loss_fn,
+        loop_lib.TrainConfig(
+            train_batch_size=FLAGS.train_batch_size,
+            num_train_steps=max(num_train_steps, 1),
+            learning_rate=FLAGS.learning_rate,
+            num_warmup_steps=num_warmup_steps,
+            gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+            save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+            keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+            iterations_per_loop=FLAGS.iterations_per_loop,
+            log_every_steps=FLAGS.log_every_steps,
+            seed=FLAGS.seed,
+            precision=FLAGS.precision,
+            use_xla=FLAGS.use_xla),
+        FLAGS.output_dir, is_chief=is_chief)
+    trainer.restore_or_initialize(FLAGS.init_checkpoint)
+
+  if FLAGS.do_train:
+    train_file = os.path.join(FLAGS.output_dir, "train.tf_record")
+    if is_chief:
+      squad_lib.write_features(train_features, True, train_file)
+    logging.info("***** Running training *****")
+    logging.info("  Num orig examples = %d", len(train_examples))
+    logging.info("  Num split examples = %d", len(train_features))
+    logging.info("  Batch size = %d", FLAGS.train_batch_size)
+    logging.info("  Num steps = %d", num_train_steps)
+    del train_features  # the records hold them now
+
+    def dataset_fn(skip_batches):
+      dataset = squad_lib.make_squad_dataset(
+          train_file, FLAGS.max_seq_length, FLAGS.train_batch_size,
+          is_training=True, drop_remainder=True, seed=FLAGS.seed,
+          dynamic_padding_multiple=padding_multiple)
+      return dataset.skip(skip_batches)
+
+    trainer.train(dataset_fn, None)
+
+  if FLAGS.do_predict and is_chief:
+    eval_file = os.path.join(FLAGS.output_dir, "eval.tf_record")
+    squad_lib.write_features(eval_features, False, eval_file,
+                             pad_to_multiple=FLAGS.predict_batch_size
+                             if use_padding else None)
+    logging.info("***** Running predictions *****")
+    logging.info("  Num orig examples = %d", len(predict_examples))
+    logging.info("  Num split examples = %d", len(eval_features))
+    logging.info("  Batch size = %d", FLAGS.predict_batch_size)
+    started = time.time()
+    dataset = squad_lib.make_squad_dataset(
+        eval_file, FLAGS.max_seq_length, FLAGS.predict_batch_size,
+        is_training=False, drop_remainder=use_padding,
+        dynamic_padding_multiple=padding_multiple)
+    out = loop_lib.predict(strategy, predict_fn, dataset)
+    all_results = squad_postprocess.results_from_arrays(
+        out["unique_ids"], out["start_logits"], out["end_logits"])
+    if len(all_results) != len(eval_features):
+      raise RuntimeError(f"Expected {len(eval_features)} results, got "
+                         f"{len(all_results)}")
+    logging.info("Predicted %d windows in %.1f s", len(all_results),
+                 time.time() - started)
+    output_dir = FLAGS.output_dir
+    predictions, _, null_odds = squad_postprocess.write_predictions(
+        predict_examples, eval_features, all_results, FLAGS.n_best_size,
+        FLAGS.max_answer_length, FLAGS.do_lower_case,
+        os.path.join(output_dir, "predictions.json"),
+        os.path.join(output_dir, "nbest_predictions.json"),
+        os.path.join(output_dir, "null_odds.json"),
+        version_2_with_negative=FLAGS.version_2_with_negative,
+        null_score_diff_threshold=FLAGS.null_score_diff_threshold,
+        verbose_logging=FLAGS.verbose_logging)
+
+    if FLAGS.do_eval:
+      result = squad_postprocess.evaluate_predictions(
+          predict_dataset_json, predictions, FLAGS.version_2_with_negative,
+          null_odds if FLAGS.version_2_with_negative else None)
+      result["global_step"] = trainer.global_step
+      logging.info("***** Eval results *****")
+      for key in sorted(result):
+        logging.info("  %s = %s", key, result[key])
+      write_text_atomic(os.path.join(output_dir, "eval_results.txt"),
+                        format_eval_results(result))
+
+
+def run(argv):
+  """Entry point that turns user errors into one clear message and exit code 2."""
+  from modeling.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
+  from modeling.config import ConfigError  # pylint: disable=g-import-not-at-top
+  try:
+    main(argv)
+  except (UsageError, DataError, ConfigError, CheckpointError) as e:
+    logging.error("%s", e)
+    print(f"run_squad.py: error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except loop_lib.TrainingInterrupted as e:
+    logging.warning("%s", e)
+    sys.exit(130)
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("bert_config_file")
+  flags.mark_flag_as_required("output_dir")
+  app.run(run)
