@@ -219,6 +219,21 @@ flags.DEFINE_bool(
     "Allow a run whose task, labels, model or max_seq_length differ from the "
     "checkpoints already in output_dir: removes those checkpoints first.")
 
+flags.DEFINE_string(
+    "export_dir", None,
+    "After training/eval/predict, export the model (the best checkpoint with "
+    "--eval_every_steps) as a SavedModel here: signatures serving_default (ids in), "
+    "serving_text and serving_text_pair (raw text in, tokenized in the graph).")
+
+flags.DEFINE_string(
+    "export_bert_serving_dir", None,
+    "After training/eval/predict, write a bert-as-service model directory here "
+    "(bert_model.ckpt.*, bert_config.json, vocab.txt; weights only).")
+
+flags.DEFINE_enum(
+    "export_precision", "float32", ["float32", "bfloat16", "float16"],
+    "Matmul dtype of the --export_dir SavedModel (weights and outputs stay float32).")
+
 CONFIG_FILE = "classifier_config.json"
 DYNAMIC_PADDING_MULTIPLE = 8
 # Bump when the TFRecord feature layout changes, so cached files are rebuilt.
@@ -453,6 +468,10 @@ def main(_):
   bert_config = config_lib.BertConfig.from_json_file(FLAGS.bert_config_file)
   validate_flags_or_throw(bert_config)
   bert_config.validate(max_seq_length=FLAGS.max_seq_length)
+  if FLAGS.export_dir or FLAGS.export_bert_serving_dir:
+    # Refuse an unusable export target now rather than after hours of training.
+    from modeling import export as export_lib  # pylint: disable=g-import-not-at-top
+    export_lib.check_export_targets(FLAGS.export_dir, FLAGS.export_bert_serving_dir)
 
   if FLAGS.processor_module:
     processors.load_processor_module(FLAGS.processor_module)
@@ -694,14 +713,31 @@ def main(_):
     logging.info("Wrote %d predictions to %s", num_actual,
                  os.path.join(FLAGS.output_dir, "test_results.tsv"))
 
+  if is_chief and (FLAGS.export_dir or FLAGS.export_bert_serving_dir):
+    # The model holds the weights used above: the best checkpoint's when
+    # --eval_every_steps chose one, else the latest.
+    from modeling import export as export_lib  # pylint: disable=g-import-not-at-top
+    if FLAGS.export_dir:
+      export_lib.export_classifier_saved_model(
+          model, FLAGS.export_dir, label_list,
+          vocab_file=None if FLAGS.spm_model_file else FLAGS.vocab_file,
+          do_lower_case=FLAGS.do_lower_case, spm_model_file=FLAGS.spm_model_file,
+          max_seq_length=FLAGS.max_seq_length, precision=FLAGS.export_precision)
+    if FLAGS.export_bert_serving_dir:
+      export_lib.export_bert_serving_dir(model, bert_config,
+                                         FLAGS.spm_model_file or FLAGS.vocab_file,
+                                         FLAGS.export_bert_serving_dir)
+
 
 def run(argv):
   """Entry point that turns user errors into one clear message and exit code 2."""
   from modeling.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
   from modeling.config import ConfigError  # pylint: disable=g-import-not-at-top
+  from modeling.export import ExportError  # pylint: disable=g-import-not-at-top
   try:
     main(argv)
-  except (UsageError, processors.DataError, ConfigError, CheckpointError) as e:
+  except (UsageError, processors.DataError, ConfigError, CheckpointError,
+          ExportError) as e:
     logging.error("%s", e)
     print(f"run_classifier.py: error: {e}", file=sys.stderr)
     sys.exit(2)

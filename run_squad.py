@@ -219,6 +219,16 @@ flags.DEFINE_bool(
     "Allow a run whose model, max_seq_length or SQuAD version differ from the "
     "checkpoints in output_dir: removes those checkpoints first.")
 
+flags.DEFINE_string(
+    "export_dir", None,
+    "After training/predict, export the model as a SavedModel here: signature "
+    "serving_default, int32 input_ids, input_mask, segment_ids [batch, seq] -> "
+    "start_logits, end_logits [batch, seq].")
+
+flags.DEFINE_enum(
+    "export_precision", "float32", ["float32", "bfloat16", "float16"],
+    "Matmul dtype of the --export_dir SavedModel (weights and outputs stay float32).")
+
 CONFIG_FILE = "squad_config.json"
 DYNAMIC_PADDING_MULTIPLE = 8
 # Padding logits of a batch cut by --dynamic_padding: far below any real logit, so
@@ -362,6 +372,10 @@ def main(_):
   bert_config = config_lib.BertConfig.from_json_file(FLAGS.bert_config_file)
   validate_flags_or_throw(bert_config)
   bert_config.validate(max_seq_length=FLAGS.max_seq_length)
+  if FLAGS.export_dir:
+    # Refuse an unusable export target now rather than after hours of training.
+    from modeling import export as export_lib  # pylint: disable=g-import-not-at-top
+    export_lib.check_export_targets(FLAGS.export_dir)
 
   tokenizer = tokenization.create_tokenizer(
       vocab_file=None if FLAGS.spm_model_file else FLAGS.vocab_file,
@@ -481,8 +495,9 @@ def main(_):
 
   if FLAGS.do_train:
     train_file = os.path.join(FLAGS.output_dir, "train.tf_record")
-    if is_chief:
-      squad_lib.write_features(train_features, True, train_file)
+    # Every worker writes its own copy (workers may not share a disk); the write is
+    # atomic, so identical copies in a shared directory are harmless.
+    squad_lib.write_features(train_features, True, train_file)
     logging.info("***** Running training *****")
     logging.info("  Num orig examples = %d", len(train_examples))
     logging.info("  Num split examples = %d", len(train_features))
@@ -543,14 +558,21 @@ def main(_):
       write_text_atomic(os.path.join(output_dir, "eval_results.txt"),
                         format_eval_results(result))
 
+  if is_chief and FLAGS.export_dir:
+    from modeling import export as export_lib  # pylint: disable=g-import-not-at-top
+    export_lib.export_squad_saved_model(model, FLAGS.export_dir,
+                                        precision=FLAGS.export_precision)
+    logging.info("Exported the SavedModel to %s", FLAGS.export_dir)
+
 
 def run(argv):
   """Entry point that turns user errors into one clear message and exit code 2."""
   from modeling.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
   from modeling.config import ConfigError  # pylint: disable=g-import-not-at-top
+  from modeling.export import ExportError  # pylint: disable=g-import-not-at-top
   try:
     main(argv)
-  except (UsageError, DataError, ConfigError, CheckpointError) as e:
+  except (UsageError, DataError, ConfigError, CheckpointError, ExportError) as e:
     logging.error("%s", e)
     print(f"run_squad.py: error: {e}", file=sys.stderr)
     sys.exit(2)

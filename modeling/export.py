@@ -15,8 +15,6 @@ Classifier signatures:
                      -> probabilities, logits, label_ids int32 [batch], labels string
   serving_text_pair  string text_a, text_b [batch] (an empty text_b means a single
                      sentence, as in the original) -> the same outputs
-  tokenize           string text_a, text_b [batch] -> input_ids, input_mask,
-                     segment_ids int32 [batch, seq] (what the text signatures feed)
   wordpiece_ids      string text [batch] -> token_ids int32 [total], row_lengths
                      int32 [batch] (untruncated word pieces, for exactness checks)
 The text signatures tokenize in the graph with exactly the ids of
@@ -83,6 +81,33 @@ def _check_export_dir(export_dir):
         f"{export_dir} is not empty and is not a previous export (no "
         f"{EXPORT_INFO_FILE} there): refusing to overwrite it; pass an empty or new "
         "directory")
+
+
+def _check_bert_serving_dir(output_dir):
+  """Raises unless output_dir is absent, empty, or a previous bert-serving export."""
+  if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.exists(
+      os.path.join(output_dir, BERT_SERVING_PREFIX + ".index")):
+    raise ExportError(f"{output_dir} is not empty and is not a previous bert-serving "
+                      f"export (no {BERT_SERVING_PREFIX}.index): refusing to "
+                      "overwrite it; pass an empty or new directory")
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise ExportError(f"{output_dir} exists and is not a directory")
+
+
+def check_export_targets(export_dir=None, bert_serving_dir=None):
+  """Checks, before any work, that the export directories can be written.
+
+  Args:
+    export_dir: SavedModel directory or None.
+    bert_serving_dir: bert-as-service directory or None.
+
+  Raises:
+    ExportError: a directory holds files that are not a previous export.
+  """
+  if export_dir:
+    _check_export_dir(os.fspath(export_dir).rstrip("/"))
+  if bert_serving_dir:
+    _check_bert_serving_dir(os.fspath(bert_serving_dir).rstrip("/"))
 
 
 def _save_atomic(module, export_dir, signatures, info):
@@ -169,10 +194,13 @@ class _ClassifierServing(tf.Module):
     super().__init__(name="bert_classifier_serving")
     self.model = model
     self.label_names = tf.constant(list(label_list), tf.string)  # [num_labels]
+    # One traced forward pass shared by all signatures: stored and loaded once.
+    self._logits = tf.function(
+        lambda ids, mask, segments: model(ids, mask, segments, training=False),
+        input_signature=_ids_signature(), autograph=False)
 
   def _outputs(self, input_ids, input_mask, segment_ids):
-    logits = self.model(input_ids, input_mask, segment_ids,
-                        training=False)  # [B, num_labels] float32
+    logits = self._logits(input_ids, input_mask, segment_ids)  # [B, num_labels]
     return {"probabilities": tf.nn.softmax(logits, axis=-1), "logits": logits}
 
   @tf.function(autograph=False, input_signature=_ids_signature())
@@ -205,14 +233,6 @@ class _ClassifierTextServing(_ClassifierServing):
   def serve_text_pair(self, text_a, text_b):
     """string [B] x 2 -> probabilities, logits, label_ids, labels."""
     return self._text_outputs(text_a, text_b)
-
-  @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text_a"),
-                                tf.TensorSpec([None], tf.string, name="text_b")])
-  def tokenize(self, text_a, text_b):
-    """string [B] x 2 -> input_ids, input_mask, segment_ids int32 [B, S]."""
-    input_ids, input_mask, segment_ids = self.encoder.encode(text_a, text_b)
-    return {"input_ids": input_ids, "input_mask": input_mask,
-            "segment_ids": segment_ids}
 
   @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
   def wordpiece_ids(self, text):
@@ -286,7 +306,6 @@ def export_classifier_saved_model(model, export_dir, label_list, vocab_file=None
       signatures.update({
           "serving_text": module.serve_text.get_concrete_function(),
           "serving_text_pair": module.serve_text_pair.get_concrete_function(),
-          "tokenize": module.tokenize.get_concrete_function(),
           "wordpiece_ids": module.wordpiece_ids.get_concrete_function(),
       })
     info["signatures"] = sorted(signatures)
@@ -397,11 +416,7 @@ def export_bert_serving_dir(named_vars, bert_config, vocab_file, output_dir):
   if not tf.io.gfile.exists(vocab_file):
     raise ExportError(f"vocab file not found: {vocab_file}")
   output_dir = os.fspath(output_dir).rstrip("/")
-  if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.exists(
-      os.path.join(output_dir, BERT_SERVING_PREFIX + ".index")):
-    raise ExportError(f"{output_dir} is not empty and is not a previous bert-serving "
-                      f"export (no {BERT_SERVING_PREFIX}.index): refusing to "
-                      "overwrite it")
+  _check_bert_serving_dir(output_dir)
   if bert_config.hidden_act not in ("gelu", "gelu_new"):
     logging.warning(
         "bert_config.json keeps hidden_act=%r (what this model computes), but "

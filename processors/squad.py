@@ -217,6 +217,10 @@ def read_squad_examples(input_file, is_training, version_2_with_negative=False,
         if (is_training or require_answers) and not isinstance(answers, list):
           raise DataError(f"{input_file}: {qwhere}: no \"answers\" list"
                           + (" (needed by --do_eval)" if not is_training else ""))
+        if require_answers and not all(
+            isinstance(a, dict) and isinstance(a.get("text"), str) for a in answers):
+          raise DataError(f"{input_file}: {qwhere}: every answer needs a \"text\" "
+                          "string (the evaluation compares against it)")
         start_position = None
         end_position = None
         orig_answer_text = None

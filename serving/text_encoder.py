@@ -8,8 +8,10 @@ U+2028, canonical reordering of combining marks). This module rebuilds BasicToke
 from TensorFlow ops instead, driven by per-codepoint tables computed at export time
 from the very Python predicates tokenization.py uses (_is_control, _is_whitespace,
 _is_punctuation, _is_chinese_char, str.isspace, str.lower, NFD, category Mn), and
-then runs tensorflow_text's WordpieceTokenizer (greedy longest-match-first, as the
-original) over a vocab table read from a SavedModel asset.
+then runs WordPiece (greedy longest-match-first, as the original) as a tf.while_loop
+over a vocab table read from a SavedModel asset. Only core TensorFlow ops are used
+(no tensorflow_text kernels), so saved_model_cli, TensorFlow Serving and any
+TensorFlow 2 runtime can load the SavedModel.
 
 The steps mirror BasicTokenizer.tokenize on a flat array of codepoints:
   1. drop NUL, U+FFFD and control characters; whitespace separates words;
@@ -28,7 +30,6 @@ import unicodedata
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_text as tf_text
 
 import tokenization
 
@@ -186,17 +187,28 @@ class BertTextEncoder(tf.Module):
             key_index=tf.lookup.TextFileIndex.WHOLE_LINE, value_dtype=tf.int64,
             value_index=tf.lookup.TextFileIndex.LINE_NUMBER),
         default_value=-1)
-    # Words longer than 200 characters are replaced by "[UNK]" before WordPiece,
-    # so no word reaches 4 * 200 bytes.
-    self.wordpiece = tf_text.WordpieceTokenizer(
-        self.vocab_table, suffix_indicator="##",
-        max_bytes_per_word=4 * MAX_INPUT_CHARS_PER_WORD + 8,
-        token_out_type=tf.int64, unknown_token="[UNK]")
+    self.unk_id = vocab["[UNK]"]
+    # One traced function shared by every caller, so a SavedModel stores (and loads)
+    # the tokenizer graph once however many signatures use it.
+    self._tokenize_fn = tf.function(
+        self._tokenize_ids, autograph=False,
+        input_signature=[tf.TensorSpec([None], tf.string)])
 
   def _flag(self, table_flags, bit):
     return tf.bitwise.bitwise_and(table_flags, bit) != 0
 
   def tokenize_ids(self, text):
+    """Word-piece ids of each text, as FullTokenizer.tokenize + convert_tokens_to_ids.
+
+    Args:
+      text: string [B], UTF-8 (invalid UTF-8 is an error, as in tokenization.py).
+
+    Returns:
+      int64 RaggedTensor [B, (num_pieces)].
+    """
+    return self._tokenize_fn(tf.convert_to_tensor(text, tf.string))
+
+  def _tokenize_ids(self, text):
     """Word-piece ids of each text, as FullTokenizer.tokenize + convert_tokens_to_ids.
 
     Args:
@@ -244,17 +256,81 @@ class BertTextEncoder(tf.Module):
                              tf.boolean_mask(word_start, ~sep))
     word = tf.cumsum(tf.cast(word_start, tf.int64)) - 1  # [M] word index
     num_words = tf.reduce_sum(tf.cast(word_start, tf.int64))
-    word_chars = tf.RaggedTensor.from_value_rowids(flat, word, nrows=num_words)
+    word_chars = tf.RaggedTensor.from_value_rowids(flat, word, nrows=num_words,
+                                                   validate=False)
     word_row = tf.math.unsorted_segment_min(row, word, num_words)  # [W]
     words = tf.strings.unicode_encode(word_chars, "UTF-8")  # [W]
 
-    # 5. WordpieceTokenizer: too long -> [UNK], else greedy longest match.
-    too_long = word_chars.row_lengths() > MAX_INPUT_CHARS_PER_WORD
-    words = tf.where(too_long, tf.constant("[UNK]"), words)
-    pieces = self.wordpiece.tokenize(words)  # int64 [W, (P)]
-    piece_row = tf.gather(word_row, pieces.value_rowids())
-    return tf.RaggedTensor.from_value_rowids(pieces.flat_values, piece_row,
-                                             nrows=batch)
+    # 5. WordpieceTokenizer.
+    piece_word, piece_id = self._wordpiece(words, word_chars.row_lengths())
+    return tf.RaggedTensor.from_value_rowids(piece_id, tf.gather(word_row, piece_word),
+                                             nrows=batch, validate=False)
+
+  def _wordpiece(self, words, num_chars):
+    """Greedy longest-match-first WordPiece of every word at once.
+
+    Each loop iteration finds, for every unfinished word, the longest vocab entry
+    (with "##" after the first piece) starting at its current position, by looking
+    up all its remaining prefixes. A word with no match, or longer than 200
+    characters, becomes the single [UNK] piece, as in the original.
+
+    Args:
+      words: string [W], non-empty words without whitespace.
+      num_chars: int64 [W], their lengths in characters.
+
+    Returns:
+      (piece_word int64 [P], piece_id int64 [P]): the pieces in order, each with
+      the index of its word.
+    """
+    num_words = tf.size(words, tf.int64)
+    failed = num_chars > MAX_INPUT_CHARS_PER_WORD
+    start = tf.zeros_like(num_chars)
+
+    def body(start, failed, pieces_word, pieces_id, step):
+      active = (start < num_chars) & ~failed  # [W]
+      remaining = tf.where(active, num_chars - start, 0)
+      # Candidate lengths per word, longest first: [W, (remaining)].
+      lengths = tf.ragged.range(remaining, 0, -1, dtype=tf.int64)
+      cand_word = lengths.value_rowids()
+      cand_len = lengths.flat_values
+      cand_start = tf.gather(start, cand_word)
+      text = tf.strings.substr(tf.gather(words, cand_word), cand_start, cand_len,
+                               unit="UTF8_CHAR")
+      text = tf.where(cand_start > 0, tf.strings.join(["##", text]), text)
+      ids = self.vocab_table.lookup(text)  # [C], -1 if absent
+      found_len = tf.math.unsorted_segment_max(tf.where(ids >= 0, cand_len, 0),
+                                               cand_word, num_words)  # [W]
+      found_len = tf.maximum(found_len, 0)
+      best = tf.where((ids >= 0) & (cand_len == tf.gather(found_len, cand_word)),
+                      ids, -1)
+      best_id = tf.math.unsorted_segment_max(best, cand_word, num_words)  # [W]
+      matched = active & (found_len > 0)
+      failed = failed | (active & (found_len == 0))
+      pieces_word = pieces_word.write(step, tf.boolean_mask(
+          tf.range(num_words, dtype=tf.int64), matched))
+      pieces_id = pieces_id.write(step, tf.boolean_mask(best_id, matched))
+      return start + found_len, failed, pieces_word, pieces_id, step + 1
+
+    def cond(start, failed, unused_pw, unused_pi, unused_step):
+      return tf.reduce_any((start < num_chars) & ~failed)
+
+    arrays = [tf.TensorArray(tf.int64, size=0, dynamic_size=True,
+                             infer_shape=False, element_shape=[None])
+              for _ in range(2)]
+    _, failed, pieces_word, pieces_id, _ = tf.while_loop(
+        cond, body, [start, failed, arrays[0], arrays[1], tf.constant(0)])
+    piece_word = pieces_word.concat()
+    piece_id = pieces_id.concat()
+    # A failed word's pieces are dropped and it becomes one [UNK].
+    keep = ~tf.gather(failed, piece_word)
+    unk_word = tf.where(failed)[:, 0]
+    piece_word = tf.concat([tf.boolean_mask(piece_word, keep), unk_word], axis=0)
+    piece_id = tf.concat([tf.boolean_mask(piece_id, keep),
+                          tf.fill(tf.shape(unk_word), tf.constant(self.unk_id, tf.int64))],
+                         axis=0)
+    # Pieces were produced step by step: a stable sort by word restores text order.
+    order = tf.argsort(piece_word, stable=True)
+    return tf.gather(piece_word, order), tf.gather(piece_id, order)
 
   def _final_sigma(self, flat, flags, token):
     """Turns each capital sigma in Python's Final_Sigma context into U+03C2.
