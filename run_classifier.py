@@ -8,7 +8,11 @@ TensorFlow 2 with a custom training loop under any tf.distribute strategy.
 import hashlib
 import json
 import os
-import sys
+
+# TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512; on
+# AVX2-only CPUs they make BERT training about 1.4x faster as well (bench/RESULTS.md).
+# Must be set before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 turns them off.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from absl import app
 from absl import flags
@@ -22,9 +26,10 @@ from processors import (DataProcessor, InputExample, InputFeatures,  # pylint: d
                         PaddingInputExample, convert_examples_to_features,
                         convert_single_example, file_based_convert_examples_to_features,
                         file_based_input_fn_builder)
-import tokenization
 from processors import split as split_lib
+from training import cli
 from training import distribution
+from training import files
 from training import loop as loop_lib
 from training import metrics as metrics_lib
 
@@ -36,32 +41,17 @@ flags.DEFINE_string(
     "The input data dir. Should contain the .tsv files (or other data files) "
     "for the task.")
 
-flags.DEFINE_string(
-    "bert_config_file", None,
-    "The config json file corresponding to the pre-trained BERT model. "
-    "This specifies the model architecture.")
-
 flags.DEFINE_string("task_name", None, "The name of the task to train "
                     "(emotion, mrpc, sst2, cola, mnli, xnli, or one registered "
                     "by --processor_module).")
 
-flags.DEFINE_string("vocab_file", None,
-                    "The vocabulary file that the BERT model was trained on.")
-
-flags.DEFINE_string(
-    "output_dir", None,
-    "The output directory where the model checkpoints will be written.")
+# bert_config_file, vocab_file, output_dir, init_checkpoint, do_lower_case, do_train,
+# train_batch_size, learning_rate, num_train_epochs, warmup_proportion,
+# save_checkpoints_steps, iterations_per_loop and the TPU flags: as in the original,
+# defined once for both scripts.
+cli.define_original_flags()
 
 ## Other parameters
-
-flags.DEFINE_string(
-    "init_checkpoint", None,
-    "Initial checkpoint (usually from a pre-trained BERT model).")
-
-flags.DEFINE_bool(
-    "do_lower_case", True,
-    "Whether to lower case the input text. Should be True for uncased "
-    "models and False for cased models.")
 
 flags.DEFINE_integer(
     "max_seq_length", 128,
@@ -69,97 +59,30 @@ flags.DEFINE_integer(
     "Sequences longer than this will be truncated, and sequences shorter "
     "than this will be padded.")
 
-flags.DEFINE_bool("do_train", False, "Whether to run training.")
-
 flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
 
 flags.DEFINE_bool(
     "do_predict", False,
     "Whether to run the model in inference mode on the test set.")
 
-flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
-
 flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
 
 flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
 
-flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.")
-
-flags.DEFINE_float("num_train_epochs", 3.0,
-                   "Total number of training epochs to perform.")
-
-flags.DEFINE_float(
-    "warmup_proportion", 0.1,
-    "Proportion of training to perform linear learning rate warmup for. "
-    "E.g., 0.1 = 10% of training.")
-
-flags.DEFINE_integer("save_checkpoints_steps", 1000,
-                     "How often to save the model checkpoint.")
-
-flags.DEFINE_integer("iterations_per_loop", 1000,
-                     "How many steps to make in each estimator call (here: the "
-                     "most steps run inside one tf.function call).")
-
-flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU. Same as "
-                  "--distribution_strategy=tpu.")
-
-flags.DEFINE_string(
-    "tpu_name", None,
-    "The Cloud TPU to use for training. This should be either the name "
-    "used when creating the Cloud TPU, or a grpc://ip.address.of.tpu:8470 "
-    "url. Use 'local' on a TPU VM.")
-
-flags.DEFINE_string(
-    "tpu_zone", None,
-    "[Optional] GCE zone where the Cloud TPU is located in. If not "
-    "specified, we will attempt to automatically detect the GCE project from "
-    "metadata.")
-
-flags.DEFINE_string(
-    "gcp_project", None,
-    "[Optional] Project name for the Cloud TPU-enabled project. If not "
-    "specified, we will attempt to automatically detect the GCE project from "
-    "metadata.")
-
-flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL.")
-
-flags.DEFINE_integer(
-    "num_tpu_cores", 8,
-    "Only used if `use_tpu` is True. Total number of TPU cores to use. "
-    "(TPUStrategy uses every core of the TPU it connects to; a mismatch is "
-    "logged.)")
-
 ## New in this port
 
-flags.DEFINE_enum(
-    "distribution_strategy", None, list(distribution.STRATEGIES),
-    "How to spread training over devices: one_device (default; the GPU if there "
-    "is one, else the CPU), mirrored (all local GPUs, or --num_cpu_devices logical "
-    "CPUs), multi_worker_mirrored (several machines; needs TF_CONFIG), tpu (same as "
-    "--use_tpu).")
-
-flags.DEFINE_integer(
-    "num_cpu_devices", 1,
-    "Split the host CPU into this many logical devices, so that "
-    "--distribution_strategy=mirrored can be tried without GPUs.")
-
-flags.DEFINE_enum(
-    "precision", "float32", list(loop_lib.PRECISIONS),
-    "Compute precision. Variables stay float32; bfloat16 suits TPUs and CPUs with "
-    "AMX, float16 suits GPUs (with dynamic loss scaling).")
-
-flags.DEFINE_bool("use_xla", False,
-                  "Compile the training step with XLA (jit_compile). Helps on GPU; "
-                  "on CPU it is usually slower.")
-
-flags.DEFINE_integer(
-    "gradient_accumulation_steps", 1,
-    "Split each train batch into this many micro-batches and accumulate their "
-    "gradients before one optimizer step: train_batch_size stays the effective "
-    "batch size while memory holds only a micro-batch.")
-
-flags.DEFINE_integer("keep_checkpoint_max", 5,
-                     "How many recent checkpoints to keep in output_dir (0: all).")
+cli.define_port_flags(
+    seed_help="Random seed: data order, dropout, head initialisation, dev split. A "
+    "resumed run continues exactly where it stopped.",
+    dynamic_padding_help="Cut each batch to its longest example (rounded up to a "
+    "multiple of 8) instead of always computing max_seq_length positions. Results "
+    "are unchanged up to float rounding; short texts train and predict several "
+    "times faster. Always off on TPU, which needs static shapes.",
+    overwrite_help="Allow a run whose task, labels, model or max_seq_length differ "
+    "from the checkpoints already in output_dir: removes those checkpoints first.",
+    export_help="After training/eval/predict, export the model (the best checkpoint "
+    "with --eval_every_steps) as a SavedModel here: signatures serving_default (ids "
+    "in), serving_text and serving_text_pair (raw text in, tokenized in the graph).")
 
 flags.DEFINE_integer(
     "eval_every_steps", 0,
@@ -178,15 +101,6 @@ flags.DEFINE_integer(
     "With --eval_every_steps, stop training after this many evaluations without "
     "improvement of --best_checkpoint_metric. 0: never stop early.")
 
-flags.DEFINE_integer("seed", 12345,
-                     "Random seed: data order, dropout, head initialisation, dev "
-                     "split. A resumed run continues exactly where it stopped.")
-
-flags.DEFINE_string(
-    "spm_model_file", None,
-    "A SentencePiece model file, for models pre-trained with one (ALBERT-style). "
-    "Replaces --vocab_file for tokenization.")
-
 flags.DEFINE_string(
     "processor_module", None,
     "A Python file (or module name) defining your own DataProcessor subclasses; "
@@ -203,54 +117,16 @@ flags.DEFINE_float(
     "When the task has no dev file, hold out this fraction of the training file "
     "(stratified by label) as the dev set, e.g. 0.1.")
 
-flags.DEFINE_integer("log_every_steps", 50,
-                     "Log loss, learning rate, speed and time left every this many "
-                     "steps.")
-
-flags.DEFINE_bool(
-    "dynamic_padding", True,
-    "Cut each batch to its longest example (rounded up to a multiple of 8) instead "
-    "of always computing max_seq_length positions. Results are unchanged up to "
-    "float rounding; short texts train and predict several times faster. Always "
-    "off on TPU, which needs static shapes.")
-
-flags.DEFINE_bool(
-    "overwrite_output_dir", False,
-    "Allow a run whose task, labels, model or max_seq_length differ from the "
-    "checkpoints already in output_dir: removes those checkpoints first.")
-
-flags.DEFINE_string(
-    "export_dir", None,
-    "After training/eval/predict, export the model (the best checkpoint with "
-    "--eval_every_steps) as a SavedModel here: signatures serving_default (ids in), "
-    "serving_text and serving_text_pair (raw text in, tokenized in the graph).")
-
 flags.DEFINE_string(
     "export_bert_serving_dir", None,
     "After training/eval/predict, write a bert-as-service model directory here "
     "(bert_model.ckpt.*, bert_config.json, vocab.txt; weights only).")
 
-flags.DEFINE_enum(
-    "export_precision", "float32", ["float32", "bfloat16", "float16"],
-    "Matmul dtype of the --export_dir SavedModel (weights and outputs stay float32).")
-
 CONFIG_FILE = "classifier_config.json"
-DYNAMIC_PADDING_MULTIPLE = 8
 # Bump when the TFRecord feature layout changes, so cached files are rebuilt.
 FEATURE_FORMAT_VERSION = 1
 
-
-class UsageError(ValueError):
-  """A problem with the flags or inputs, found before any training."""
-
-
-def _file_sha256(path):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  digest = hashlib.sha256()
-  with tf.io.gfile.GFile(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
+UsageError = cli.UsageError
 
 
 def _examples_fingerprint(examples, label_list, max_seq_length, tokenizer_id):
@@ -293,7 +169,7 @@ def cached_tf_record(examples, label_list, max_seq_length, tokenizer, tokenizer_
         return
   processors.file_based_convert_examples_to_features(
       examples, label_list, max_seq_length, tokenizer, output_file)
-  write_text_atomic(stamp_file, fingerprint + "\n")
+  files.write_text_atomic(stamp_file, fingerprint + "\n")
 
 
 def report_token_lengths(examples, tokenizer, max_seq_length):
@@ -316,30 +192,8 @@ def report_token_lengths(examples, tokenizer, max_seq_length):
           "truncated_fraction": truncated, **{f"p{p}": v for p, v in pcts.items()}}
 
 
-def check_vocab_fits(tokenizer, bert_config, do_lower_case, vocab_file):
-  """Refuses a vocab that cannot belong to the model config or the casing flag."""
-  vocab = tokenizer.vocab
-  if len(vocab) > bert_config.vocab_size:
-    raise UsageError(
-        f"{vocab_file} has {len(vocab)} entries but the model's vocab_size is "
-        f"{bert_config.vocab_size}: the vocab and --bert_config_file belong to "
-        "different models")
-  if vocab_file is None:
-    return
-  cased_entries = sum(1 for token in vocab
-                      if not token.startswith("[") and token.lower() != token)
-  if not do_lower_case and cased_entries == 0:
-    raise UsageError(
-        f"--do_lower_case=False but {vocab_file} has no upper-case entries (an "
-        "uncased vocab): upper-case words would become [UNK]. Use "
-        "--do_lower_case=True.")
-  if do_lower_case and cased_entries >= 1000:
-    raise UsageError(
-        f"--do_lower_case=True but {vocab_file} has {cased_entries} upper-case "
-        "entries (a cased vocab). Use --do_lower_case=False.")
-
-
 def _run_config(label_list, bert_config, tokenizer_id):
+  """What checkpoints in output_dir must share with this run to be resumed."""
   return {
       "task_name": FLAGS.task_name.lower(),
       "label_list": list(label_list),
@@ -348,65 +202,6 @@ def _run_config(label_list, bert_config, tokenizer_id):
       "tokenizer": tokenizer_id,
       "bert_config": bert_config.to_dict(),
   }
-
-
-def check_output_dir(output_dir, run_config):
-  """Makes sure output_dir holds nothing from a different run before anything is written.
-
-  Returns:
-    True when output_dir holds checkpoints of this same run (they will be resumed).
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  path = os.path.join(output_dir, CONFIG_FILE)
-  has_checkpoint = tf.train.latest_checkpoint(output_dir) is not None
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      previous = json.load(f)
-    diffs = [key for key in ("task_name", "label_list", "max_seq_length",
-                             "bert_config", "tokenizer")
-             if previous.get(key) != run_config.get(key)]
-    if diffs and has_checkpoint:
-      if not FLAGS.overwrite_output_dir:
-        details = "; ".join(f"{k}: was {previous.get(k)!r}, now {run_config.get(k)!r}"
-                            for k in diffs if k != "bert_config")
-        if "bert_config" in diffs:
-          details += "; bert_config differs"
-        raise UsageError(
-            f"{output_dir} holds checkpoints of a different run ({details}). Use "
-            "another --output_dir, or pass --overwrite_output_dir to delete those "
-            "checkpoints.")
-      logging.warning("--overwrite_output_dir: removing the checkpoints in %s",
-                      output_dir)
-      loop_lib.remove_checkpoints(output_dir)
-      has_checkpoint = False
-  elif has_checkpoint:
-    logging.info("%s holds checkpoints without %s; assuming they are this task's",
-                 output_dir, CONFIG_FILE)
-  return has_checkpoint
-
-
-def write_run_config(output_dir, run_config):
-  write_text_atomic(os.path.join(output_dir, CONFIG_FILE),
-                    json.dumps(run_config, indent=2, sort_keys=True) + "\n")
-
-
-def write_text_atomic(path, text):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def format_eval_results(result):
-  """`key = value` lines in sorted key order, as the original writes them."""
-  lines = []
-  for key in sorted(result):
-    value = result[key]
-    if isinstance(value, (list, tuple)):
-      value = json.dumps(value)
-    lines.append(f"{key} = {value}")
-  return "\n".join(lines) + "\n"
 
 
 def load_examples(processor, split):
@@ -419,36 +214,19 @@ def load_examples(processor, split):
 def validate_flags_or_throw(bert_config):
   """The original's checks, plus the new flags'."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
-                                                FLAGS.init_checkpoint)
   if not FLAGS.do_train and not FLAGS.do_eval and not FLAGS.do_predict:
     raise UsageError(
         "At least one of `do_train`, `do_eval` or `do_predict' must be True.")
-  if FLAGS.max_seq_length > bert_config.max_position_embeddings:
-    raise UsageError(
-        "Cannot use sequence length %d because the BERT model "
-        "was only trained up to sequence length %d" %
-        (FLAGS.max_seq_length, bert_config.max_position_embeddings))
+  cli.check_common_flags(
+      FLAGS, bert_config,
+      positive_int_flags=("train_batch_size", "eval_batch_size",
+                          "predict_batch_size", "save_checkpoints_steps",
+                          "iterations_per_loop", "gradient_accumulation_steps",
+                          "log_every_steps"))
   if FLAGS.max_seq_length < 3:
     raise UsageError("--max_seq_length must be at least 3 ([CLS] x [SEP])")
-  if not FLAGS.vocab_file and not FLAGS.spm_model_file:
-    raise UsageError("Pass --vocab_file (WordPiece) or --spm_model_file "
-                     "(SentencePiece)")
-  for name in ("vocab_file", "spm_model_file", "bert_config_file"):
-    path = getattr(FLAGS, name)
-    if path and not tf.io.gfile.exists(path):
-      raise UsageError(f"--{name}={path} does not exist")
   if not tf.io.gfile.isdir(FLAGS.data_dir):
     raise UsageError(f"--data_dir={FLAGS.data_dir} is not a directory")
-  for name in ("train_batch_size", "eval_batch_size", "predict_batch_size",
-               "save_checkpoints_steps", "iterations_per_loop",
-               "gradient_accumulation_steps", "log_every_steps"):
-    if getattr(FLAGS, name) < 1:
-      raise UsageError(f"--{name} must be at least 1, got {getattr(FLAGS, name)}")
-  if FLAGS.num_train_epochs <= 0 and FLAGS.do_train:
-    raise UsageError("--num_train_epochs must be positive")
-  if not 0.0 <= FLAGS.warmup_proportion <= 1.0:
-    raise UsageError("--warmup_proportion must be in [0, 1]")
   if not 0.0 <= FLAGS.dev_split < 1.0:
     raise UsageError("--dev_split must be in [0, 1)")
   if FLAGS.early_stopping_patience and not FLAGS.eval_every_steps:
@@ -471,7 +249,8 @@ def main(_):
   if FLAGS.export_dir or FLAGS.export_bert_serving_dir:
     # Refuse an unusable export target now rather than after hours of training.
     from modeling import export as export_lib  # pylint: disable=g-import-not-at-top
-    export_lib.check_export_targets(FLAGS.export_dir, FLAGS.export_bert_serving_dir)
+    export_lib.check_export_targets(FLAGS.export_dir, FLAGS.export_bert_serving_dir,
+                                    FLAGS.spm_model_file)
 
   if FLAGS.processor_module:
     processors.load_processor_module(FLAGS.processor_module)
@@ -482,16 +261,7 @@ def main(_):
   label_list = list(processor.get_labels())
   num_labels = len(label_list)
 
-  tokenizer = tokenization.create_tokenizer(
-      vocab_file=None if FLAGS.spm_model_file else FLAGS.vocab_file,
-      do_lower_case=FLAGS.do_lower_case, spm_model_file=FLAGS.spm_model_file)
-  check_vocab_fits(tokenizer, bert_config, FLAGS.do_lower_case,
-                   None if FLAGS.spm_model_file else FLAGS.vocab_file)
-  tokenizer_file = FLAGS.spm_model_file or FLAGS.vocab_file
-  tokenizer_id = f"{os.path.basename(tokenizer_file)}:{_file_sha256(tokenizer_file)[:16]}:lower={FLAGS.do_lower_case}"
-
-  strategy_name = distribution.resolve_strategy_name(FLAGS.distribution_strategy,
-                                                     FLAGS.use_tpu)
+  tokenizer, tokenizer_id = cli.build_tokenizer(FLAGS, bert_config)
 
   # Read every input before building anything, so data errors surface first.
   train_examples, dev_examples, test_examples = None, None, None
@@ -532,23 +302,17 @@ def main(_):
 
   tf.io.gfile.makedirs(FLAGS.output_dir)
   run_config = _run_config(label_list, bert_config, tokenizer_id)
-  has_checkpoint = check_output_dir(FLAGS.output_dir, run_config)
+  has_checkpoint = cli.check_output_dir(FLAGS.output_dir, CONFIG_FILE, run_config,
+                                        FLAGS.overwrite_output_dir)
   if not FLAGS.do_train and not has_checkpoint and not FLAGS.init_checkpoint:
     raise UsageError(f"{FLAGS.output_dir} holds no checkpoint to evaluate or predict "
                      "with, and no --init_checkpoint was given: run --do_train first")
 
-  strategy = distribution.get_strategy(strategy_name, FLAGS.tpu_name, FLAGS.tpu_zone,
-                                       FLAGS.gcp_project, FLAGS.master)
-  is_chief = distribution.is_chief(strategy)
-  if strategy_name == "tpu" and strategy.num_replicas_in_sync != FLAGS.num_tpu_cores:
-    logging.warning("--num_tpu_cores=%d but the TPU has %d cores; using all of them",
-                    FLAGS.num_tpu_cores, strategy.num_replicas_in_sync)
+  strategy, is_chief = cli.make_strategy(FLAGS)
   if is_chief:
-    write_run_config(FLAGS.output_dir, run_config)
-  use_padding = strategy_name == "tpu"  # TPUs need every batch full
-  # TPUs compile one program per shape; elsewhere a batch may be cut to its length.
-  padding_multiple = (DYNAMIC_PADDING_MULTIPLE
-                      if FLAGS.dynamic_padding and strategy_name != "tpu" else None)
+    cli.write_run_config(FLAGS.output_dir, CONFIG_FILE, run_config)
+  use_padding = cli.strategy_name(FLAGS) == "tpu"  # TPUs need every batch full
+  padding_multiple = cli.padding_multiple(FLAGS)
 
   tf.random.set_seed(FLAGS.seed)
   compute_dtype = loop_lib.PRECISIONS[FLAGS.precision]
@@ -619,19 +383,8 @@ def main(_):
   with strategy.scope():
     trainer = loop_lib.Trainer(
         strategy, model, loss_fn,
-        loop_lib.TrainConfig(
-            train_batch_size=FLAGS.train_batch_size,
-            num_train_steps=max(num_train_steps, 1),
-            learning_rate=FLAGS.learning_rate,
-            num_warmup_steps=num_warmup_steps,
-            gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-            save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-            keep_checkpoint_max=FLAGS.keep_checkpoint_max,
-            iterations_per_loop=FLAGS.iterations_per_loop,
-            log_every_steps=FLAGS.log_every_steps,
-            seed=FLAGS.seed,
-            precision=FLAGS.precision,
-            use_xla=FLAGS.use_xla,
+        cli.train_config(
+            FLAGS, num_train_steps, num_warmup_steps,
             eval_every_steps=FLAGS.eval_every_steps,
             best_metric=FLAGS.best_checkpoint_metric,
             best_metric_mode="min" if FLAGS.best_checkpoint_metric.endswith("loss")
@@ -677,7 +430,7 @@ def main(_):
     logging.info("***** Eval results *****")
     for key in sorted(result):
       logging.info("  %s = %s", key, result[key])
-    write_text_atomic(output_eval_file, format_eval_results(result))
+    files.write_text_atomic(output_eval_file, cli.format_eval_results(result))
 
   if FLAGS.do_predict and is_chief:
     examples = list(test_examples)
@@ -701,14 +454,14 @@ def main(_):
       raise RuntimeError(f"Expected {num_actual} predictions, got "
                          f"{len(probabilities)}")
     lines = ["\t".join(str(p) for p in row) + "\n" for row in probabilities]
-    write_text_atomic(os.path.join(FLAGS.output_dir, "test_results.tsv"),
+    files.write_text_atomic(os.path.join(FLAGS.output_dir, "test_results.tsv"),
                       "".join(lines))
     header = "\t".join(["guid", "prediction"] + list(label_list)) + "\n"
     human = [header] + [
         "\t".join([str(ex.guid), label_list[int(np.argmax(row))]] +
                   [f"{p:.6f}" for p in row]) + "\n"
         for ex, row in zip(test_examples, probabilities)]
-    write_text_atomic(os.path.join(FLAGS.output_dir, "test_predictions.tsv"),
+    files.write_text_atomic(os.path.join(FLAGS.output_dir, "test_predictions.tsv"),
                       "".join(human))
     logging.info("Wrote %d predictions to %s", num_actual,
                  os.path.join(FLAGS.output_dir, "test_results.tsv"))
@@ -717,33 +470,16 @@ def main(_):
     # The model holds the weights used above: the best checkpoint's when
     # --eval_every_steps chose one, else the latest.
     from modeling import export as export_lib  # pylint: disable=g-import-not-at-top
-    if FLAGS.export_dir:
-      export_lib.export_classifier_saved_model(
-          model, FLAGS.export_dir, label_list,
-          vocab_file=None if FLAGS.spm_model_file else FLAGS.vocab_file,
-          do_lower_case=FLAGS.do_lower_case, spm_model_file=FLAGS.spm_model_file,
-          max_seq_length=FLAGS.max_seq_length, precision=FLAGS.export_precision)
-    if FLAGS.export_bert_serving_dir:
-      export_lib.export_bert_serving_dir(model, bert_config,
-                                         FLAGS.spm_model_file or FLAGS.vocab_file,
-                                         FLAGS.export_bert_serving_dir)
+    export_lib.export_classifier(
+        model, bert_config, label_list, export_dir=FLAGS.export_dir,
+        bert_serving_dir=FLAGS.export_bert_serving_dir, vocab_file=FLAGS.vocab_file,
+        spm_model_file=FLAGS.spm_model_file, do_lower_case=FLAGS.do_lower_case,
+        max_seq_length=FLAGS.max_seq_length, precision=FLAGS.export_precision)
 
 
 def run(argv):
   """Entry point that turns user errors into one clear message and exit code 2."""
-  from modeling.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
-  from modeling.config import ConfigError  # pylint: disable=g-import-not-at-top
-  from modeling.export import ExportError  # pylint: disable=g-import-not-at-top
-  try:
-    main(argv)
-  except (UsageError, processors.DataError, ConfigError, CheckpointError,
-          ExportError) as e:
-    logging.error("%s", e)
-    print(f"run_classifier.py: error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except loop_lib.TrainingInterrupted as e:
-    logging.warning("%s", e)
-    sys.exit(130)
+  cli.run_main(main, argv, "run_classifier.py")
 
 
 if __name__ == "__main__":

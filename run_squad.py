@@ -8,38 +8,35 @@ tf.distribute strategy. New: --do_eval scores the predictions in-process with th
 official SQuAD evaluation and writes eval_results.txt.
 """
 
-import hashlib
-import json
 import os
 import random
-import sys
 import time
+
+# TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512; on
+# AVX2-only CPUs they make BERT training about 1.4x faster as well (bench/RESULTS.md).
+# Must be set before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 turns them off.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from absl import app
 from absl import flags
 from absl import logging
 
-import tokenization
 from processors import squad as squad_lib
 from processors import squad_postprocess
-from processors.base import DataError
+from training import cli
 from training import distribution
+from training import files
 from training import loop as loop_lib
 
 FLAGS = flags.FLAGS
 
 ## Required parameters
-flags.DEFINE_string(
-    "bert_config_file", None,
-    "The config json file corresponding to the pre-trained BERT model. "
-    "This specifies the model architecture.")
 
-flags.DEFINE_string("vocab_file", None,
-                    "The vocabulary file that the BERT model was trained on.")
-
-flags.DEFINE_string(
-    "output_dir", None,
-    "The output directory where the model checkpoints will be written.")
+# bert_config_file, vocab_file, output_dir, init_checkpoint, do_lower_case, do_train,
+# train_batch_size, learning_rate, num_train_epochs, warmup_proportion,
+# save_checkpoints_steps, iterations_per_loop and the TPU flags: as in the original,
+# defined once for both scripts.
+cli.define_original_flags()
 
 ## Other parameters
 flags.DEFINE_string("train_file", None,
@@ -48,15 +45,6 @@ flags.DEFINE_string("train_file", None,
 flags.DEFINE_string(
     "predict_file", None,
     "SQuAD json for predictions. E.g., dev-v1.1.json or test-v1.1.json")
-
-flags.DEFINE_string(
-    "init_checkpoint", None,
-    "Initial checkpoint (usually from a pre-trained BERT model).")
-
-flags.DEFINE_bool(
-    "do_lower_case", True,
-    "Whether to lower case the input text. Should be True for uncased "
-    "models and False for cased models.")
 
 flags.DEFINE_integer(
     "max_seq_length", 384,
@@ -74,8 +62,6 @@ flags.DEFINE_integer(
     "The maximum number of tokens for the question. Questions longer than "
     "this will be truncated to this length.")
 
-flags.DEFINE_bool("do_train", False, "Whether to run training.")
-
 flags.DEFINE_bool("do_predict", False, "Whether to run eval on the dev set.")
 
 flags.DEFINE_bool(
@@ -84,27 +70,8 @@ flags.DEFINE_bool(
     "with the official SQuAD evaluation (v1.1 or v2.0) and write "
     "eval_results.txt.")
 
-flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
-
 flags.DEFINE_integer("predict_batch_size", 8,
                      "Total batch size for predictions.")
-
-flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.")
-
-flags.DEFINE_float("num_train_epochs", 3.0,
-                   "Total number of training epochs to perform.")
-
-flags.DEFINE_float(
-    "warmup_proportion", 0.1,
-    "Proportion of training to perform linear learning rate warmup for. "
-    "E.g., 0.1 = 10% of training.")
-
-flags.DEFINE_integer("save_checkpoints_steps", 1000,
-                     "How often to save the model checkpoint.")
-
-flags.DEFINE_integer("iterations_per_loop", 1000,
-                     "How many steps to make in each estimator call (here: the "
-                     "most steps run inside one tf.function call).")
 
 flags.DEFINE_integer(
     "n_best_size", 20,
@@ -115,35 +82,6 @@ flags.DEFINE_integer(
     "max_answer_length", 30,
     "The maximum length of an answer that can be generated. This is needed "
     "because the start and end predictions are not conditioned on one another.")
-
-flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU. Same as "
-                  "--distribution_strategy=tpu.")
-
-flags.DEFINE_string(
-    "tpu_name", None,
-    "The Cloud TPU to use for training. This should be either the name "
-    "used when creating the Cloud TPU, or a grpc://ip.address.of.tpu:8470 "
-    "url. Use 'local' on a TPU VM.")
-
-flags.DEFINE_string(
-    "tpu_zone", None,
-    "[Optional] GCE zone where the Cloud TPU is located in. If not "
-    "specified, we will attempt to automatically detect the GCE project from "
-    "metadata.")
-
-flags.DEFINE_string(
-    "gcp_project", None,
-    "[Optional] Project name for the Cloud TPU-enabled project. If not "
-    "specified, we will attempt to automatically detect the GCE project from "
-    "metadata.")
-
-flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL.")
-
-flags.DEFINE_integer(
-    "num_tpu_cores", 8,
-    "Only used if `use_tpu` is True. Total number of TPU cores to use. "
-    "(TPUStrategy uses every core of the TPU it connects to; a mismatch is "
-    "logged.)")
 
 flags.DEFINE_bool(
     "verbose_logging", False,
@@ -160,116 +98,34 @@ flags.DEFINE_float(
 
 ## New in this port
 
-flags.DEFINE_enum(
-    "distribution_strategy", None, list(distribution.STRATEGIES),
-    "How to spread training over devices: one_device (default; the GPU if there "
-    "is one, else the CPU), mirrored (all local GPUs, or --num_cpu_devices logical "
-    "CPUs), multi_worker_mirrored (several machines; needs TF_CONFIG), tpu (same as "
-    "--use_tpu).")
-
-flags.DEFINE_integer(
-    "num_cpu_devices", 1,
-    "Split the host CPU into this many logical devices, so that "
-    "--distribution_strategy=mirrored can be tried without GPUs.")
-
-flags.DEFINE_enum(
-    "precision", "float32", list(loop_lib.PRECISIONS),
-    "Compute precision. Variables stay float32; bfloat16 suits TPUs and CPUs with "
-    "AMX, float16 suits GPUs (with dynamic loss scaling).")
-
-flags.DEFINE_bool("use_xla", False,
-                  "Compile the training step with XLA (jit_compile). Helps on GPU; "
-                  "on CPU it is usually slower.")
-
-flags.DEFINE_integer(
-    "gradient_accumulation_steps", 1,
-    "Split each train batch into this many micro-batches and accumulate their "
-    "gradients before one optimizer step: train_batch_size stays the effective "
-    "batch size while memory holds only a micro-batch.")
-
-flags.DEFINE_integer("keep_checkpoint_max", 5,
-                     "How many recent checkpoints to keep in output_dir (0: all).")
-
-flags.DEFINE_integer("seed", 12345,
-                     "Random seed: the shuffle of the training examples (the "
-                     "original's fixed 12345), data order, dropout, head "
-                     "initialisation. A resumed run continues exactly where it "
-                     "stopped.")
-
-flags.DEFINE_string(
-    "spm_model_file", None,
-    "A SentencePiece model file, for models pre-trained with one (ALBERT-style). "
-    "Replaces --vocab_file for tokenization.")
-
-flags.DEFINE_integer("log_every_steps", 50,
-                     "Log loss, learning rate, speed and time left every this many "
-                     "steps.")
-
-flags.DEFINE_bool(
-    "dynamic_padding", True,
-    "Cut each batch to its longest window (rounded up to a multiple of 8) instead "
-    "of always computing max_seq_length positions. Start/end positions keep their "
-    "meaning. Differences from the original: in training the cut padding "
-    "positions no longer enter the softmax of the loss, and in prediction they "
-    "cannot take n-best slots (the original gives them logits too). Always off on "
-    "TPU, which needs static shapes.")
-
-flags.DEFINE_bool(
-    "overwrite_output_dir", False,
-    "Allow a run whose model, max_seq_length or SQuAD version differ from the "
-    "checkpoints in output_dir: removes those checkpoints first.")
-
-flags.DEFINE_string(
-    "export_dir", None,
-    "After training/predict, export the model as a SavedModel here: signature "
-    "serving_default, int32 input_ids, input_mask, segment_ids [batch, seq] -> "
-    "start_logits, end_logits [batch, seq].")
-
-flags.DEFINE_enum(
-    "export_precision", "float32", ["float32", "bfloat16", "float16"],
-    "Matmul dtype of the --export_dir SavedModel (weights and outputs stay float32).")
+cli.define_port_flags(
+    seed_help="Random seed: the shuffle of the training examples (the original's "
+    "fixed 12345), data order, dropout, head initialisation. A resumed run "
+    "continues exactly where it stopped.",
+    dynamic_padding_help="Cut each batch to its longest window (rounded up to a "
+    "multiple of 8) instead of always computing max_seq_length positions. "
+    "Start/end positions keep their meaning. Differences from the original: in "
+    "training the cut padding positions no longer enter the softmax of the loss, "
+    "and in prediction they cannot take n-best slots (the original gives them "
+    "logits too). Always off on TPU, which needs static shapes.",
+    overwrite_help="Allow a run whose model, max_seq_length or SQuAD version differ "
+    "from the checkpoints in output_dir: removes those checkpoints first.",
+    export_help="After training/predict, export the model as a SavedModel here: "
+    "signature serving_default, int32 input_ids, input_mask, segment_ids [batch, "
+    "seq] -> start_logits, end_logits [batch, seq].")
 
 CONFIG_FILE = "squad_config.json"
-DYNAMIC_PADDING_MULTIPLE = 8
 # Padding logits of a batch cut by --dynamic_padding: far below any real logit, so
 # they never reach the n-best (a padding position never yields an answer anyway).
 PADDING_LOGIT = -10000.0
 
 
-class UsageError(ValueError):
-  """A problem with the flags or inputs, found before any training."""
-
-
-def write_text_atomic(path, text):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def format_eval_results(result):
-  """`key = value` lines in sorted key order."""
-  return "".join(f"{key} = {result[key]}\n" for key in sorted(result))
-
-
-def _file_sha256(path):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  digest = hashlib.sha256()
-  with tf.io.gfile.GFile(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
+UsageError = cli.UsageError
 
 
 def validate_flags_or_throw(bert_config):
   """Validate the input FLAGS or throw an exception (the original's checks and more)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
-                                                  FLAGS.init_checkpoint)
-  except ValueError as e:
-    raise UsageError(str(e)) from e
   if not FLAGS.do_train and not FLAGS.do_predict:
     raise UsageError("At least one of `do_train` or `do_predict` must be True.")
   if FLAGS.do_train and not FLAGS.train_file:
@@ -280,71 +136,22 @@ def validate_flags_or_throw(bert_config):
         "If `do_predict` is True, then `predict_file` must be specified.")
   if FLAGS.do_eval and not FLAGS.do_predict:
     raise UsageError("--do_eval scores the predictions: it needs --do_predict")
-  if FLAGS.max_seq_length > bert_config.max_position_embeddings:
-    raise UsageError(
-        "Cannot use sequence length %d because the BERT model "
-        "was only trained up to sequence length %d" %
-        (FLAGS.max_seq_length, bert_config.max_position_embeddings))
+  cli.check_common_flags(
+      FLAGS, bert_config,
+      positive_int_flags=("train_batch_size", "predict_batch_size",
+                          "save_checkpoints_steps", "iterations_per_loop",
+                          "gradient_accumulation_steps", "log_every_steps",
+                          "doc_stride", "max_query_length", "n_best_size",
+                          "max_answer_length"))
   if FLAGS.max_seq_length <= FLAGS.max_query_length + 3:
     raise UsageError(
         "The max_seq_length (%d) must be greater than max_query_length "
         "(%d) + 3" % (FLAGS.max_seq_length, FLAGS.max_query_length))
-  if not FLAGS.vocab_file and not FLAGS.spm_model_file:
-    raise UsageError("Pass --vocab_file (WordPiece) or --spm_model_file "
-                     "(SentencePiece)")
-  for name in ("vocab_file", "spm_model_file", "bert_config_file", "train_file",
-               "predict_file"):
+  for name, needed in (("train_file", FLAGS.do_train),
+                       ("predict_file", FLAGS.do_predict)):
     path = getattr(FLAGS, name)
-    if path and not tf.io.gfile.exists(path) and (
-        name not in ("train_file", "predict_file") or
-        (FLAGS.do_train if name == "train_file" else FLAGS.do_predict)):
+    if needed and not tf.io.gfile.exists(path):
       raise UsageError(f"--{name}={path} does not exist")
-  for name in ("train_batch_size", "predict_batch_size", "save_checkpoints_steps",
-               "iterations_per_loop", "gradient_accumulation_steps",
-               "log_every_steps", "doc_stride", "max_query_length", "n_best_size",
-               "max_answer_length"):
-    if getattr(FLAGS, name) < 1:
-      raise UsageError(f"--{name} must be at least 1, got {getattr(FLAGS, name)}")
-  if FLAGS.num_train_epochs <= 0 and FLAGS.do_train:
-    raise UsageError("--num_train_epochs must be positive")
-  if not 0.0 <= FLAGS.warmup_proportion <= 1.0:
-    raise UsageError("--warmup_proportion must be in [0, 1]")
-
-
-def check_vocab_fits(tokenizer, bert_config, vocab_file):
-  """Refuses a vocab larger than the model's embedding table."""
-  if len(tokenizer.vocab) > bert_config.vocab_size:
-    raise UsageError(
-        f"{vocab_file} has {len(tokenizer.vocab)} entries but the model's vocab_size "
-        f"is {bert_config.vocab_size}: the vocab and --bert_config_file belong to "
-        "different models")
-
-
-def check_output_dir(output_dir, run_config):
-  """Refuses to resume checkpoints of a different model in output_dir.
-
-  Returns:
-    True when output_dir holds checkpoints of this same setup (they are resumed).
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  path = os.path.join(output_dir, CONFIG_FILE)
-  has_checkpoint = tf.train.latest_checkpoint(output_dir) is not None
-  if tf.io.gfile.exists(path) and has_checkpoint:
-    with tf.io.gfile.GFile(path) as f:
-      previous = json.load(f)
-    diffs = [key for key in sorted(run_config)
-             if previous.get(key) != run_config.get(key)]
-    if diffs:
-      if not FLAGS.overwrite_output_dir:
-        raise UsageError(
-            f"{output_dir} holds checkpoints of a different run ({', '.join(diffs)} "
-            "differ). Use another --output_dir, or pass --overwrite_output_dir to "
-            "delete those checkpoints.")
-      logging.warning("--overwrite_output_dir: removing the checkpoints in %s",
-                      output_dir)
-      loop_lib.remove_checkpoints(output_dir)
-      has_checkpoint = False
-  return has_checkpoint
 
 
 def read_examples(path, is_training, require_answers=False):
@@ -377,15 +184,7 @@ def main(_):
     from modeling import export as export_lib  # pylint: disable=g-import-not-at-top
     export_lib.check_export_targets(FLAGS.export_dir)
 
-  tokenizer = tokenization.create_tokenizer(
-      vocab_file=None if FLAGS.spm_model_file else FLAGS.vocab_file,
-      do_lower_case=FLAGS.do_lower_case, spm_model_file=FLAGS.spm_model_file)
-  tokenizer_file = FLAGS.spm_model_file or FLAGS.vocab_file
-  check_vocab_fits(tokenizer, bert_config, tokenizer_file)
-  tokenizer_id = (f"{os.path.basename(tokenizer_file)}:"
-                  f"{_file_sha256(tokenizer_file)[:16]}:lower={FLAGS.do_lower_case}")
-  strategy_name = distribution.resolve_strategy_name(FLAGS.distribution_strategy,
-                                                     FLAGS.use_tpu)
+  tokenizer, tokenizer_id = cli.build_tokenizer(FLAGS, bert_config)
 
   # Read and convert every input before building the model, so that data errors
   # surface in seconds, not after training.
@@ -411,9 +210,8 @@ def main(_):
       predict_dataset_json = squad_lib.load_squad_json(FLAGS.predict_file)
 
   tf.io.gfile.makedirs(FLAGS.output_dir)
-  use_padding = strategy_name == "tpu"  # TPUs need every batch full
-  padding_multiple = (DYNAMIC_PADDING_MULTIPLE
-                      if FLAGS.dynamic_padding and strategy_name != "tpu" else None)
+  use_padding = cli.strategy_name(FLAGS) == "tpu"  # TPUs need every batch full
+  padding_multiple = cli.padding_multiple(FLAGS)
 
   train_features = None
   if FLAGS.do_train:
@@ -429,20 +227,15 @@ def main(_):
   run_config = {"max_seq_length": FLAGS.max_seq_length,
                 "version_2_with_negative": FLAGS.version_2_with_negative,
                 "tokenizer": tokenizer_id, "bert_config": bert_config.to_dict()}
-  has_checkpoint = check_output_dir(FLAGS.output_dir, run_config)
+  has_checkpoint = cli.check_output_dir(FLAGS.output_dir, CONFIG_FILE, run_config,
+                                        FLAGS.overwrite_output_dir)
   if not FLAGS.do_train and not has_checkpoint and not FLAGS.init_checkpoint:
     raise UsageError(f"{FLAGS.output_dir} holds no checkpoint to predict with, and "
                      "no --init_checkpoint was given: run --do_train first")
 
-  strategy = distribution.get_strategy(strategy_name, FLAGS.tpu_name, FLAGS.tpu_zone,
-                                       FLAGS.gcp_project, FLAGS.master)
-  is_chief = distribution.is_chief(strategy)
-  if strategy_name == "tpu" and strategy.num_replicas_in_sync != FLAGS.num_tpu_cores:
-    logging.warning("--num_tpu_cores=%d but the TPU has %d cores; using all of them",
-                    FLAGS.num_tpu_cores, strategy.num_replicas_in_sync)
+  strategy, is_chief = cli.make_strategy(FLAGS)
   if is_chief:
-    write_text_atomic(os.path.join(FLAGS.output_dir, CONFIG_FILE),
-                      json.dumps(run_config, indent=2, sort_keys=True) + "\n")
+    cli.write_run_config(FLAGS.output_dir, CONFIG_FILE, run_config)
 
   tf.random.set_seed(FLAGS.seed)
   compute_dtype = loop_lib.PRECISIONS[FLAGS.precision]
@@ -477,19 +270,7 @@ def main(_):
   with strategy.scope():
     trainer = loop_lib.Trainer(
         strategy, model, loss_fn,
-        loop_lib.TrainConfig(
-            train_batch_size=FLAGS.train_batch_size,
-            num_train_steps=max(num_train_steps, 1),
-            learning_rate=FLAGS.learning_rate,
-            num_warmup_steps=num_warmup_steps,
-            gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-            save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-            keep_checkpoint_max=FLAGS.keep_checkpoint_max,
-            iterations_per_loop=FLAGS.iterations_per_loop,
-            log_every_steps=FLAGS.log_every_steps,
-            seed=FLAGS.seed,
-            precision=FLAGS.precision,
-            use_xla=FLAGS.use_xla),
+        cli.train_config(FLAGS, num_train_steps, num_warmup_steps),
         FLAGS.output_dir, is_chief=is_chief)
     trainer.restore_or_initialize(FLAGS.init_checkpoint)
 
@@ -555,8 +336,8 @@ def main(_):
       logging.info("***** Eval results *****")
       for key in sorted(result):
         logging.info("  %s = %s", key, result[key])
-      write_text_atomic(os.path.join(output_dir, "eval_results.txt"),
-                        format_eval_results(result))
+      files.write_text_atomic(os.path.join(output_dir, "eval_results.txt"),
+                              cli.format_eval_results(result))
 
   if is_chief and FLAGS.export_dir:
     from modeling import export as export_lib  # pylint: disable=g-import-not-at-top
@@ -567,18 +348,7 @@ def main(_):
 
 def run(argv):
   """Entry point that turns user errors into one clear message and exit code 2."""
-  from modeling.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
-  from modeling.config import ConfigError  # pylint: disable=g-import-not-at-top
-  from modeling.export import ExportError  # pylint: disable=g-import-not-at-top
-  try:
-    main(argv)
-  except (UsageError, DataError, ConfigError, CheckpointError, ExportError) as e:
-    logging.error("%s", e)
-    print(f"run_squad.py: error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except loop_lib.TrainingInterrupted as e:
-    logging.warning("%s", e)
-    sys.exit(130)
+  cli.run_main(main, argv, "run_squad.py")
 
 
 if __name__ == "__main__":

@@ -273,6 +273,11 @@ def main():
   parser.add_argument("--train_steps", type=int, default=6)
   parser.add_argument("--infer_steps", type=int, default=6)
   parser.add_argument("--latency_steps", type=int, default=30)
+  parser.add_argument("--ours_onednn", choices=["on", "off"], default="on",
+                      help="TF_ENABLE_ONEDNN_OPTS of this project's worker: on is what "
+                      "run_classifier.py sets; off is TensorFlow's default on CPUs "
+                      "without AVX-512 (Model Garden always runs with TensorFlow's "
+                      "default)")
   parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
   parser.add_argument("--precision", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -295,7 +300,12 @@ def main():
         for name in ("batch_size", "seq_length", "warmup", "train_steps",
                      "infer_steps", "latency_steps"):
           cmd += [f"--{name}", str(getattr(args, name))]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        stack_env = dict(env)
+        stack_env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+        if stack == "ours":
+          stack_env["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.ours_onednn == "on" else "0"
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=stack_env,
+                              cwd=ROOT)
         lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
           failed = True

@@ -94,20 +94,57 @@ def _check_bert_serving_dir(output_dir):
     raise ExportError(f"{output_dir} exists and is not a directory")
 
 
-def check_export_targets(export_dir=None, bert_serving_dir=None):
-  """Checks, before any work, that the export directories can be written.
+def check_export_targets(export_dir=None, bert_serving_dir=None,
+                         spm_model_file=None):
+  """Checks, before any work, that the exports asked for can be written.
 
   Args:
     export_dir: SavedModel directory or None.
     bert_serving_dir: bert-as-service directory or None.
+    spm_model_file: the SentencePiece model the run tokenizes with, if any.
 
   Raises:
-    ExportError: a directory holds files that are not a previous export.
+    ExportError: a directory holds files that are not a previous export, or a
+      bert-as-service directory is asked for a SentencePiece model (bert-serving
+      only tokenizes with a WordPiece vocab.txt).
   """
   if export_dir:
     _check_export_dir(os.fspath(export_dir).rstrip("/"))
   if bert_serving_dir:
+    if spm_model_file:
+      raise ExportError(
+          f"a bert-as-service directory needs a WordPiece vocab.txt, but this model "
+          f"tokenizes with the SentencePiece model {spm_model_file}: bert-serving "
+          "cannot load it; export a SavedModel (--export_dir) instead")
     _check_bert_serving_dir(os.fspath(bert_serving_dir).rstrip("/"))
+
+
+def export_classifier(model, bert_config, label_list, *, export_dir=None,
+                      bert_serving_dir=None, vocab_file=None, spm_model_file=None,
+                      do_lower_case=True, max_seq_length=128, precision="float32"):
+  """Writes the exports asked for of a fine-tuned classifier.
+
+  Args:
+    model: a modeling.heads.BertClassifier holding the weights to export.
+    bert_config: its BertConfig.
+    label_list: label names in label-id order.
+    export_dir: SavedModel directory, or None.
+    bert_serving_dir: bert-as-service directory, or None.
+    vocab_file: the WordPiece vocab.txt (None with spm_model_file).
+    spm_model_file: a SentencePiece model instead of vocab_file.
+    do_lower_case: the casing of the fine-tuning run.
+    max_seq_length: truncation length of the raw-text signatures.
+    precision: matmul dtype of the SavedModel.
+  """
+  check_export_targets(export_dir, bert_serving_dir, spm_model_file)
+  if export_dir:
+    export_classifier_saved_model(
+        model, export_dir, label_list,
+        vocab_file=None if spm_model_file else vocab_file,
+        do_lower_case=do_lower_case, spm_model_file=spm_model_file,
+        max_seq_length=max_seq_length, precision=precision)
+  if bert_serving_dir:
+    export_bert_serving_dir(model, bert_config, vocab_file, bert_serving_dir)
 
 
 def _save_atomic(module, export_dir, signatures, info):

@@ -13,7 +13,6 @@ nbest_predictions.json and, for v2.0, null_odds.json.
 import collections
 import json
 import math
-import os
 from typing import Dict, List, Sequence
 
 from absl import logging
@@ -216,11 +215,8 @@ def compute_predictions(all_examples, all_features, all_results, n_best_size,
 
 def write_json_atomic(path: str, obj) -> None:
   """Writes obj as indented JSON (the original's layout) under a temporary name first."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with tf.io.gfile.GFile(tmp, "w") as writer:
-    writer.write(json.dumps(obj, indent=4) + "\n")
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  from training import files  # pylint: disable=g-import-not-at-top
+  files.write_text_atomic(path, json.dumps(obj, indent=4) + "\n")
 
 
 def write_predictions(all_examples, all_features, all_results, n_best_size,

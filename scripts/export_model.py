@@ -100,23 +100,19 @@ def main(_):
     raise ValueError("pass --export_dir and/or --export_bert_serving_dir")
   if not FLAGS.vocab_file and not FLAGS.spm_model_file:
     raise ValueError("pass --vocab_file (or --spm_model_file)")
-  export_lib.check_export_targets(FLAGS.export_dir, FLAGS.export_bert_serving_dir)
+  export_lib.check_export_targets(FLAGS.export_dir, FLAGS.export_bert_serving_dir,
+                                  FLAGS.spm_model_file)
   bert_config, labels, max_seq_length, do_lower_case = _settings()
   prefix = _checkpoint()
   model = heads.BertClassifier(bert_config, len(labels))
   # Strict: every model variable must be in the checkpoint (slots may be extra).
   ckpt_lib.restore_checkpoint(prefix, model.named_variables())
   logging.info("Exporting %s (labels %s)", prefix, labels)
-  if FLAGS.export_dir:
-    export_lib.export_classifier_saved_model(
-        model, FLAGS.export_dir, labels,
-        vocab_file=None if FLAGS.spm_model_file else FLAGS.vocab_file,
-        do_lower_case=do_lower_case, spm_model_file=FLAGS.spm_model_file,
-        max_seq_length=max_seq_length, precision=FLAGS.export_precision)
-  if FLAGS.export_bert_serving_dir:
-    export_lib.export_bert_serving_dir(model, bert_config,
-                                       FLAGS.spm_model_file or FLAGS.vocab_file,
-                                       FLAGS.export_bert_serving_dir)
+  export_lib.export_classifier(
+      model, bert_config, labels, export_dir=FLAGS.export_dir,
+      bert_serving_dir=FLAGS.export_bert_serving_dir, vocab_file=FLAGS.vocab_file,
+      spm_model_file=FLAGS.spm_model_file, do_lower_case=do_lower_case,
+      max_seq_length=max_seq_length, precision=FLAGS.export_precision)
 
 
 def run(argv):

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from modeling import checkpoint as ckpt_lib
 from modeling import optimization
+from training import files
 
 # A loss function: (features dict, training flag, dropout seed [2] int tensor) ->
 # per-example loss [micro_batch] float32.
@@ -91,10 +92,7 @@ def _format_duration(seconds: float) -> str:
 
 
 def _write_json_atomic(path: str, obj) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  files.write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _is_better(value: float, best: Optional[float], mode: str) -> bool:
