@@ -83,3 +83,26 @@ def test_stratified_split_keeps_label_shares():
   assert [e.guid for e in other] != [e.guid for e in train]
   with pytest.raises(ValueError):
     stratified_split(examples, 1.0, seed=1)
+
+
+def test_predict_keeps_order_and_traces_once_over_ragged_batches():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from training import loop  # pylint: disable=g-import-not-at-top
+  traces = []
+
+  def predict_fn(features):
+    traces.append(features["x"].shape)  # runs only while tracing
+    return {"row_sum": tf.reduce_sum(features["x"], axis=1),
+            "first": features["x"][:, 0]}
+
+  # Batches of 3 rows whose width varies as dynamic padding makes it vary.
+  batches = [np.full([3 if i < 5 else 2, 8 * (i % 4 + 1)], i, np.float32)
+             for i in range(6)]
+  dataset = tf.data.Dataset.from_generator(
+      lambda: ({"x": b} for b in batches),
+      output_signature={"x": tf.TensorSpec([None, None], tf.float32)})
+  out = loop.predict(tf.distribute.OneDeviceStrategy("/cpu:0"), predict_fn, dataset)
+  np.testing.assert_array_equal(out["first"], np.repeat(np.arange(6), [3] * 5 + [2]))
+  np.testing.assert_array_equal(
+      out["row_sum"], np.concatenate([b.sum(axis=1) for b in batches]))
+  assert len(traces) == 1, traces

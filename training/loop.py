@@ -510,18 +510,23 @@ def predict(strategy: tf.distribute.Strategy, predict_fn: Callable,
   """
   local_only = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
   outputs: Dict[str, List[np.ndarray]] = {}
+  # Batches cut by dynamic padding (and the last, smaller batch) differ in shape:
+  # tracing once for the dataset's element_spec (whose varying dimensions are None)
+  # keeps every batch on one graph instead of one trace per distinct length.
   if local_only:
     # Only the chief evaluates; collectives would wait for the other workers.
-    step = tf.function(predict_fn)
+    step = tf.function(predict_fn, input_signature=[dataset.element_spec])
     for features in dataset:
       for key, value in step(features).items():
         outputs.setdefault(key, []).append(value.numpy())
   else:
-    @tf.function
+    dist_dataset = strategy.experimental_distribute_dataset(dataset)
+
+    @tf.function(input_signature=[dist_dataset.element_spec])
     def step(features):
       return strategy.run(predict_fn, args=(features,))
 
-    for features in strategy.experimental_distribute_dataset(dataset):
+    for features in dist_dataset:
       per_replica = step(features)
       for key, value in per_replica.items():
         for local in strategy.experimental_local_results(value):
