@@ -15,12 +15,14 @@ are medians.
 
 Figures: training examples/s, inference examples/s at the batch size, batch-1
 latency (median and p90), achieved training GFLOP/s and its share of the matmul
-ceiling that the same stack reaches on this machine in the same precision.
+ceiling that the same stack reaches on this machine in the same precision, and the
+worker's peak resident memory.
 """
 
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -254,6 +256,8 @@ def run_worker(args):
       "infer_examples_per_sec": round(b / _median(infer_times), 3),
       "latency_b1_median_ms": round(1000 * _median(latency), 2),
       "latency_b1_p90_ms": round(1000 * _p90(latency), 2),
+      # Peak resident memory of the worker process: the training steps dominate it.
+      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
   }
   if ceiling:
     result["matmul_ceiling_gflops"] = round(ceiling, 1)
