@@ -214,3 +214,36 @@ def test_export_refuses_foreign_directory_and_replaces_previous_export(trained,
   # A previous export is fine to replace.
   export.check_export_targets(str(trained["saved_model"]),
                               str(trained["bert_serving"]))
+
+
+def test_standalone_export_command_from_an_output_dir(trained, tmp_path):
+  """scripts/export_model.py re-exports an existing run_classifier.py output_dir."""
+  from modeling import export  # pylint: disable=g-import-not-at-top
+  from serving import predict as predict_lib  # pylint: disable=g-import-not-at-top
+  saved_model, bert_serving = tmp_path / "saved_model", tmp_path / "bert_serving"
+  run_script("scripts/export_model.py", [
+      f"--output_dir={trained['out']}", f"--vocab_file={trained['setup']['vocab']}",
+      f"--export_dir={saved_model}", f"--export_bert_serving_dir={bert_serving}"])
+  # Labels, casing and max_seq_length came from classifier_config.json; the weights
+  # from the latest checkpoint: the same probabilities as test_results.tsv.
+  predictor = predict_lib.Predictor(str(saved_model))
+  assert predictor.labels == LABELS
+  probs = np.array([p.probabilities for p in
+                    predictor.predict([(t, None) for t in trained["texts"]])])
+  np.testing.assert_allclose(probs, trained["probs"], atol=1e-5)
+  assert len(export.verify_bert_serving_dir(bert_serving)) == 5 + 2 * 16 + 2
+
+  # Mistakes stop with one message and exit code 2, before anything is written.
+  result = run_script("scripts/export_model.py", [
+      f"--output_dir={trained['out']}", f"--vocab_file={trained['setup']['vocab']}"],
+                      check=False)
+  assert result.returncode == 2 and "--export_dir and/or" in result.stderr
+  result = run_script("scripts/export_model.py", [
+      f"--output_dir={tmp_path}", f"--vocab_file={trained['setup']['vocab']}",
+      f"--export_dir={tmp_path / 'x'}"], check=False)
+  assert result.returncode == 2 and "classifier_config.json not found" in result.stderr
+  result = run_script("scripts/export_model.py", [
+      f"--output_dir={trained['out']}", "--spm_model_file=any.model",
+      f"--export_bert_serving_dir={tmp_path / 'bs'}"], check=False)
+  assert result.returncode == 2 and "needs a WordPiece vocab.txt" in result.stderr
+  assert not (tmp_path / "x").exists() and not (tmp_path / "bs").exists()
