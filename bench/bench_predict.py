@@ -20,6 +20,9 @@ import os
 import sys
 import time
 
+# The kernels scripts/predict.py runs with (it sets this before importing TensorFlow).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
