@@ -20,7 +20,7 @@ import sys
 import uuid
 
 # TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512; on
-# AVX2-only CPUs they make BERT training about 1.4x faster as well (bench/RESULTS.md).
+# AVX2-only CPUs they make BERT training 1.2-1.4x faster as well (bench/RESULTS.md).
 # Must be set before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 turns them off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
