@@ -16,7 +16,6 @@ import collections
 import json
 import os
 import re
-import sys
 import uuid
 
 # TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512; on
@@ -29,6 +28,7 @@ from absl import flags
 from absl import logging
 
 import tokenization
+from training import cli
 
 FLAGS = flags.FLAGS
 
@@ -197,12 +197,16 @@ def main(_):
   from modeling import config as config_lib  # pylint: disable=g-import-not-at-top
   from modeling import encoder  # pylint: disable=g-import-not-at-top
 
-  layer_indexes = [int(x) for x in FLAGS.layers.split(",")]
+  try:
+    layer_indexes = [int(x) for x in FLAGS.layers.split(",")]
+  except ValueError:
+    raise cli.UsageError(f"--layers={FLAGS.layers}: expected comma-separated layer "
+                         "indexes such as -1,-2,-3,-4") from None
   bert_config = config_lib.BertConfig.from_json_file(FLAGS.bert_config_file)
   bert_config.validate(max_seq_length=FLAGS.max_seq_length)
   for index in layer_indexes:
     if not -bert_config.num_hidden_layers <= index < bert_config.num_hidden_layers:
-      raise ValueError(f"--layers: {index} is not a layer of a "
+      raise cli.UsageError(f"--layers: {index} is not a layer of a "
                        f"{bert_config.num_hidden_layers}-layer model")
   if FLAGS.use_tpu:
     logging.warning("--use_tpu is accepted for compatibility; features are "
@@ -231,14 +235,9 @@ def main(_):
 
 def run(argv):
   """Runs main, turning input errors into one message and exit code 2."""
-  from modeling.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
-  from modeling.config import ConfigError  # pylint: disable=g-import-not-at-top
-  try:
-    main(argv)
-  except (ValueError, FileNotFoundError, ConfigError, CheckpointError) as e:
-    logging.error("%s", e)
-    print(f"extract_features.py: error: {e}", file=sys.stderr)
-    sys.exit(2)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  cli.run_main(main, argv, "extract_features.py",
+               user_errors=(FileNotFoundError, tf.errors.NotFoundError))
 
 
 if __name__ == "__main__":

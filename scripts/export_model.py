@@ -24,6 +24,7 @@ from absl import flags
 from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from training import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 
@@ -57,7 +58,7 @@ def _settings():
   if FLAGS.output_dir:
     path = os.path.join(FLAGS.output_dir, "classifier_config.json")
     if not os.path.exists(path):
-      raise ValueError(f"{path} not found: --output_dir must be a run_classifier.py "
+      raise cli.UsageError(f"{path} not found: --output_dir must be a run_classifier.py "
                        "output directory")
     with open(path, encoding="utf-8") as f:
       recorded = json.load(f)
@@ -67,11 +68,11 @@ def _settings():
     bert_config = config_lib.BertConfig.from_dict(recorded["bert_config"],
                                                   source="classifier_config.json")
   else:
-    raise ValueError("pass --bert_config_file (or an --output_dir with "
+    raise cli.UsageError("pass --bert_config_file (or an --output_dir with "
                      "classifier_config.json)")
   labels = (FLAGS.labels.split(",") if FLAGS.labels else recorded.get("label_list"))
   if not labels:
-    raise ValueError("pass --labels (or an --output_dir with classifier_config.json)")
+    raise cli.UsageError("pass --labels (or an --output_dir with classifier_config.json)")
   max_seq_length = FLAGS.max_seq_length or recorded.get("max_seq_length", 128)
   do_lower_case = (FLAGS.do_lower_case if FLAGS.do_lower_case is not None
                    else recorded.get("do_lower_case", True))
@@ -84,7 +85,7 @@ def _checkpoint():
   if FLAGS.checkpoint:
     return ckpt_lib.resolve_checkpoint_prefix(FLAGS.checkpoint)
   if not FLAGS.output_dir:
-    raise ValueError("pass --output_dir or --checkpoint")
+    raise cli.UsageError("pass --output_dir or --checkpoint")
   if FLAGS.use_best:
     return ckpt_lib.resolve_checkpoint_prefix(os.path.join(FLAGS.output_dir,
                                                            "best_checkpoint"))
@@ -97,9 +98,9 @@ def main(_):
   from modeling import export as export_lib  # pylint: disable=g-import-not-at-top
   from modeling import heads  # pylint: disable=g-import-not-at-top
   if not FLAGS.export_dir and not FLAGS.export_bert_serving_dir:
-    raise ValueError("pass --export_dir and/or --export_bert_serving_dir")
+    raise cli.UsageError("pass --export_dir and/or --export_bert_serving_dir")
   if not FLAGS.vocab_file and not FLAGS.spm_model_file:
-    raise ValueError("pass --vocab_file (or --spm_model_file)")
+    raise cli.UsageError("pass --vocab_file (or --spm_model_file)")
   export_lib.check_export_targets(FLAGS.export_dir, FLAGS.export_bert_serving_dir,
                                   FLAGS.spm_model_file)
   bert_config, labels, max_seq_length, do_lower_case = _settings()
@@ -117,12 +118,7 @@ def main(_):
 
 def run(argv):
   """Runs main, turning user errors into one message and exit code 2."""
-  try:
-    main(argv)
-  except ValueError as e:  # ExportError, CheckpointError, ConfigError included
-    logging.error("%s", e)
-    print(f"export_model.py: error: {e}", file=sys.stderr)
-    sys.exit(2)
+  cli.run_main(main, argv, "export_model.py")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from absl import app
 from absl import flags
-from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from training import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 
@@ -40,44 +40,46 @@ flags.DEFINE_bool("header", True, "Print the TSV header line.")
 def _read_inputs(argv):
   """Returns the list of input lines (arguments, --input_file or stdin)."""
   if len(argv) > 1 and FLAGS.input_file:
-    raise ValueError("pass texts as arguments or --input_file, not both")
+    raise cli.UsageError("pass texts as arguments or --input_file, not both")
   if len(argv) > 1:
     return list(argv[1:])
   if FLAGS.input_file:
     if not os.path.isfile(FLAGS.input_file):
-      raise ValueError(f"--input_file={FLAGS.input_file} does not exist")
+      raise cli.UsageError(f"--input_file={FLAGS.input_file} does not exist")
     with open(FLAGS.input_file, encoding="utf-8") as f:
       return f.read().splitlines()
   if sys.stdin.isatty():
-    raise ValueError("no input: pass texts as arguments, --input_file, or pipe "
+    raise cli.UsageError("no input: pass texts as arguments, --input_file, or pipe "
                      "lines to stdin")
   return sys.stdin.read().splitlines()
 
 
 def main(argv):
   from serving import predict as predict_lib  # pylint: disable=g-import-not-at-top
-  try:
-    if not FLAGS.export_dir:
-      raise ValueError("--export_dir is required")
-    lines = _read_inputs(argv)
-    if not lines:
-      raise ValueError("empty input: no text to classify")
-    predictor = predict_lib.Predictor(FLAGS.export_dir)
-    pairs = [predict_lib.parse_line(line) for line in lines]
-    out = sys.stdout
-    if FLAGS.format == "tsv" and FLAGS.header:
-      out.write(predict_lib.tsv_header(predictor.labels) + "\n")
-    for prediction in predictor.predict(pairs, batch_size=FLAGS.batch_size):
-      if FLAGS.format == "tsv":
-        out.write(predict_lib.format_tsv(prediction) + "\n")
-      else:
-        out.write(predict_lib.format_jsonl(prediction, predictor.labels) + "\n")
-    out.flush()
-  except (ValueError, UnicodeDecodeError) as e:
-    logging.error("%s", e)
-    print(f"predict.py: error: {e}", file=sys.stderr)
-    sys.exit(2)
+  if not FLAGS.export_dir:
+    raise cli.UsageError("--export_dir is required")
+  lines = _read_inputs(argv)
+  if not lines:
+    raise cli.UsageError("empty input: no text to classify")
+  predictor = predict_lib.Predictor(FLAGS.export_dir)
+  pairs = [predict_lib.parse_line(line) for line in lines]
+  out = sys.stdout
+  if FLAGS.format == "tsv" and FLAGS.header:
+    out.write(predict_lib.tsv_header(predictor.labels) + "\n")
+  for prediction in predictor.predict(pairs, batch_size=FLAGS.batch_size):
+    if FLAGS.format == "tsv":
+      out.write(predict_lib.format_tsv(prediction) + "\n")
+    else:
+      out.write(predict_lib.format_jsonl(prediction, predictor.labels) + "\n")
+  out.flush()
+
+
+def run(argv):
+  """Runs main, turning user errors into one message and exit code 2."""
+  from serving import predict as predict_lib  # pylint: disable=g-import-not-at-top
+  cli.run_main(main, argv, "predict.py",
+               user_errors=(predict_lib.PredictError, UnicodeDecodeError))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(run)

@@ -376,10 +376,16 @@ def format_eval_results(result):
   return "\n".join(lines) + "\n"
 
 
-def run_main(main, argv, program):
+def run_main(main, argv, program, user_errors=()):
   """Runs a script's main, turning user errors into one message and exit code 2.
 
   An interrupted training run (SIGINT/SIGTERM, checkpoint saved) exits with 130.
+
+  Args:
+    main: the script's main(argv).
+    argv: its arguments.
+    program: the script's name, for the message.
+    user_errors: further exception types that mean bad input for this script.
   """
   from modeling.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
   from modeling.config import ConfigError  # pylint: disable=g-import-not-at-top
@@ -387,7 +393,8 @@ def run_main(main, argv, program):
   from processors.base import DataError  # pylint: disable=g-import-not-at-top
   try:
     main(argv)
-  except (UsageError, DataError, ConfigError, CheckpointError, ExportError) as e:
+  except (UsageError, DataError, ConfigError, CheckpointError, ExportError,
+          *user_errors) as e:
     logging.error("%s", e)
     print(f"{program}: error: {e}", file=sys.stderr)
     sys.exit(2)
