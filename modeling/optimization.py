@@ -218,9 +218,11 @@ class AdamWeightDecay(object):
     else:
       is_finite = tf.constant(True)
     if self.clip_norm is not None:
-      dense, _ = tf.clip_by_global_norm(dense, self.clip_norm)
+      with tf.name_scope("clip_by_global_norm"):
+        dense, _ = tf.clip_by_global_norm(dense, self.clip_norm)
     lr = self.learning_rate_at(self.global_step)
-    ctx.merge_call(self._distributed_apply, args=(present, dense, lr, is_finite))
+    with tf.name_scope("adam_update"):
+      ctx.merge_call(self._distributed_apply, args=(present, dense, lr, is_finite))
 
   def _distributed_apply(self, strategy, present, grads, lr, is_finite):
     """Cross-replica: runs the same update on every replica's copy."""
@@ -243,14 +245,30 @@ class AdamWeightDecay(object):
     return tf.group(tf.nest.flatten(updates) + tf.nest.flatten(step_update))
 
   def _apply_one(self, param, grad, m, v, lr, is_finite, use_wd):
-    """The original per-variable update (runs on one replica's copies)."""
+    """The original per-variable update (runs on one replica's copies).
+
+    The original computes param -= lr * (m / (sqrt(v) + epsilon) + wd * param) with
+    m = beta_1 * m + (1 - beta_1) * grad and v = beta_2 * v + (1 - beta_2) * grad^2,
+    no bias correction. Written as element-wise ops that is about ten passes over
+    every variable, slots included (9% of a BERT-Small bfloat16 step on 2 cores,
+    bench/profile_step.py). Here it is the same math in two fused kernels:
+    the decay param -= lr * wd * param first (it uses the old param, as the
+    original), then TensorFlow's Adam kernel, which updates m, v and param in one
+    pass; with both beta powers 0 its bias-correction factor is exactly 1.
+    """
     def update():
-      next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
-      next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
-      step = next_m / (tf.sqrt(next_v) + self.epsilon)
+      ops = []
       if use_wd:
-        step += self.weight_decay_rate * param
-      return tf.group(param.assign_sub(lr * step), m.assign(next_m), v.assign(next_v))
+        ops.append(param.assign_sub(lr * self.weight_decay_rate * param))
+      with tf.control_dependencies(ops):
+        zero = tf.constant(0.0, tf.float32)
+        ops.append(tf.raw_ops.ResourceApplyAdam(
+            var=param.handle, m=m.handle, v=v.handle, beta1_power=zero,
+            beta2_power=zero, lr=lr, beta1=tf.constant(self.beta_1, tf.float32),
+            beta2=tf.constant(self.beta_2, tf.float32),
+            epsilon=tf.constant(self.epsilon, tf.float32), grad=grad,
+            use_locking=False))
+      return tf.group(ops)
 
     if self.loss_scale is None:
       return update()
