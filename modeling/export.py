@@ -184,6 +184,30 @@ def _save_atomic(module, export_dir, signatures, info):
   return export_dir
 
 
+def inference_copy(model, precision="float32"):
+  """A copy of a BertClassifier or BertSquad made for inference only.
+
+  The copy computes in `precision` and holds its inference weights precomputed
+  (BertModel.freeze_for_inference): what the SavedModel exports serve, and what
+  the speed benchmark measures.
+
+  Args:
+    model: a modeling.heads.BertClassifier or BertSquad with its weights loaded.
+    precision: "float32", "bfloat16" or "float16".
+
+  Returns:
+    A new model of the same class and config.
+  """
+  dtype = _compute_dtype(precision)
+  if isinstance(model, heads.BertSquad):
+    copy = heads.BertSquad(model.config, compute_dtype=dtype)
+  else:
+    copy = heads.BertClassifier(model.config, model.num_labels, compute_dtype=dtype)
+  _copy_weights(model, copy)
+  copy.bert.freeze_for_inference()
+  return copy
+
+
 class _SquadServing(tf.Module):
   """Inference-only SQuAD model: start and end logits from ids."""
 
@@ -214,9 +238,7 @@ def export_squad_saved_model(model, export_dir, precision="float32"):
   Returns:
     export_dir.
   """
-  dtype = _compute_dtype(precision)
-  serving_model = heads.BertSquad(model.config, compute_dtype=dtype)
-  _copy_weights(model, serving_model)
+  serving_model = inference_copy(model, precision)
   module = _SquadServing(serving_model)
   info = {"kind": "squad", "precision": precision,
           "bert_config": model.config.to_dict()}
@@ -306,7 +328,7 @@ def export_classifier_saved_model(model, export_dir, label_list, vocab_file=None
     ExportError: bad arguments, or export_dir holds something else.
   """
   from serving import text_encoder  # pylint: disable=g-import-not-at-top
-  dtype = _compute_dtype(precision)
+  _compute_dtype(precision)  # validates it before the work below
   label_list = [str(label) for label in label_list]
   if len(label_list) != model.num_labels:
     raise ExportError(f"label_list has {len(label_list)} labels but the model has "
@@ -314,9 +336,7 @@ def export_classifier_saved_model(model, export_dir, label_list, vocab_file=None
   if max_seq_length < 3 or max_seq_length > model.config.max_position_embeddings:
     raise ExportError(f"max_seq_length must be in [3, "
                       f"{model.config.max_position_embeddings}], got {max_seq_length}")
-  serving_model = heads.BertClassifier(model.config, model.num_labels,
-                                       compute_dtype=dtype)
-  _copy_weights(model, serving_model)
+  serving_model = inference_copy(model, precision)
   info = {"kind": "classifier", "labels": label_list, "precision": precision,
           "max_seq_length": int(max_seq_length), "do_lower_case": bool(do_lower_case),
           "bert_config": model.config.to_dict()}

@@ -52,7 +52,8 @@ class BertClassifier(NamedVariableModule):
       float32 logits [B, num_labels].
     """
     pooled = self.bert(input_ids, input_mask, segment_ids, training=training,
-                       dropout_seed=dropout_seed).pooled_output  # [B, H]
+                       dropout_seed=dropout_seed,
+                       pooled_only=True).pooled_output  # [B, H]
     pooled = dropout(pooled, self.config.hidden_dropout_prob, training, dropout_seed,
                      HEAD_DROPOUT_SITE)
     dt = self.compute_dtype

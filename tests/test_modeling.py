@@ -177,6 +177,105 @@ def test_dropout_training_deterministic_with_seed():
   assert np.abs(a - c).max() > 1e-3
 
 
+@pytest.mark.parametrize("precision,tol", [("float32", 1e-5), ("bfloat16", 0.05)])
+def test_inference_copy_matches_and_freezes(precision, tol):
+  from modeling import export
+  tf.random.set_seed(8)
+  model = BertClassifier(tiny_config(), num_labels=3)
+  ids, mask, types = tiny_inputs()
+  copy = export.inference_copy(model, precision)
+  np.testing.assert_allclose(copy(ids, mask, types), model(ids, mask, types),
+                             atol=tol, rtol=tol)
+  assert copy.named_variables().keys() == model.named_variables().keys()
+  assert len(copy.trainable_variables) == len(model.trainable_variables)
+  # Frozen: inference reads the copies of the dense kernels and biases made by
+  # freeze_for_inference, training the variables.
+  before = copy(ids, mask, types).numpy()
+  for name, var in copy.bert.layers[0].named_variables().items():
+    if "LayerNorm" not in name:
+      var.assign(var * 3.0)
+  np.testing.assert_array_equal(copy(ids, mask, types), before)
+  assert np.abs(copy(ids, mask, types, training=True).numpy() - before).max() > 1e-3
+
+
+def test_pooled_only_gives_the_same_pooled_output_and_gradients():
+  tf.random.set_seed(9)
+  model = BertModel(tiny_config(hidden_dropout_prob=0.0,
+                                attention_probs_dropout_prob=0.0))
+  ids, mask, types = tiny_inputs()
+  results = []
+  for pooled_only in (False, True):
+    with tf.GradientTape() as tape:
+      out = model(ids, mask, types, training=True, pooled_only=pooled_only)
+      loss = tf.reduce_sum(out.pooled_output * tf.range(32, dtype=tf.float32))
+    results.append((out, tape.gradient(loss, model.trainable_variables)))
+  (full, full_grads), (lean, lean_grads) = results
+  np.testing.assert_allclose(lean.pooled_output, full.pooled_output, atol=1e-6)
+  assert lean.sequence_output.shape == (3, 1, 32)
+  np.testing.assert_allclose(lean.sequence_output[:, 0], full.sequence_output[:, 0],
+                             atol=1e-5)
+  for a, b in zip(full_grads, lean_grads):
+    np.testing.assert_allclose(tf.convert_to_tensor(b), tf.convert_to_tensor(a),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_gelu_formulas_are_the_originals():
+  x = np.linspace(-6, 6, 1001).astype(np.float64)
+  tanh_form = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+  erf_form = 0.5 * x * (1 + np.vectorize(math.erf)(x / np.sqrt(2)))
+  x32 = tf.constant(x, tf.float32)
+  np.testing.assert_allclose(encoder_lib.gelu(x32), tanh_form, atol=2e-6)
+  np.testing.assert_allclose(encoder_lib.gelu_exact(x32), erf_form, atol=2e-6)
+  assert np.abs(tanh_form - erf_form).max() > 1e-4  # the two are told apart
+
+
+def test_layer_norm_gradient_matches_autodiff():
+  rng = np.random.RandomState(4)
+  x = tf.constant(rng.randn(3, 5, 16) * 3 + 1, tf.float32)
+  gamma = tf.Variable(rng.randn(16).astype(np.float32))
+  beta = tf.Variable(rng.randn(16).astype(np.float32))
+  dy = tf.constant(rng.randn(3, 5, 16), tf.float32)
+
+  def reference(x):  # the original's formula, differentiated by TensorFlow
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + 1e-12) * gamma + beta
+
+  results = []
+  for fn in (encoder_lib.layer_norm, lambda t: reference(t)):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      out = fn(x) if fn is not encoder_lib.layer_norm else fn(x, gamma, beta)
+      loss = tf.reduce_sum(out * dy)
+    results.append([out] + tape.gradient(loss, [x, gamma, beta]))
+  for ours, ref in zip(*results):
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(64, 128, 64), (3, 5, 7)])
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_stateless_dropout_16bit(shape, dtype):
+  rate = 0.1
+  x = tf.cast(tf.random.stateless_uniform(shape, [1, 2], 1.0, 2.0), dtype)
+  seed = tf.constant([7, 11], tf.int64)
+  y = encoder_lib.stateless_dropout_16bit(x, rate, seed)
+  assert y.shape == x.shape and y.dtype == dtype
+  np.testing.assert_array_equal(y, encoder_lib.stateless_dropout_16bit(x, rate, seed))
+  other = encoder_lib.stateless_dropout_16bit(x, rate, tf.constant([7, 12], tf.int64))
+  assert np.any(other.numpy() != y.numpy())
+  dropped = (y.numpy() == 0)
+  keep_prob = 1.0 - 6554 / 65536  # the rate rounded to a multiple of 1/65536
+  if dropped.size > 100000:
+    assert abs(dropped.mean() - (1 - keep_prob)) < 0.002
+  xs, ys = x.numpy().astype(np.float32), y.numpy().astype(np.float32)
+  tol = 1e-6 if dtype == tf.float32 else 1e-2
+  np.testing.assert_allclose(ys[~dropped], xs[~dropped] / keep_prob, rtol=tol)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    out = encoder_lib.stateless_dropout_16bit(x, rate, seed)
+  grad = tape.gradient(out, x).numpy().astype(np.float32)
+  np.testing.assert_allclose(grad, np.where(dropped, 0.0, 1.0 / keep_prob), rtol=tol)
+
+
 def test_tf_function_dynamic_shapes_and_xla():
   model = BertModel(tiny_config())
   spec = tf.TensorSpec([None, None], tf.int32)
