@@ -261,9 +261,13 @@ class _Dense(object):
     self.frozen = None  # (kernel, bias) in the compute dtype, see freeze()
 
   def freeze(self, dtype):
-    """Keeps inference copies of the weights in `dtype`; returns them."""
-    self.frozen = (tf.Variable(tf.cast(self.kernel, dtype), trainable=False),
-                   tf.Variable(tf.cast(self.bias, dtype), trainable=False))
+    """Keeps inference copies of the weights in `dtype` (float32: the variables
+    themselves, which need no cast); returns them."""
+    if tf.as_dtype(dtype) == tf.float32:
+      self.frozen = (self.kernel, self.bias)
+    else:
+      self.frozen = (tf.Variable(tf.cast(self.kernel, dtype), trainable=False),
+                     tf.Variable(tf.cast(self.bias, dtype), trainable=False))
     return self.frozen
 
   def __call__(self, x, dtype, training=True):
