@@ -117,12 +117,24 @@ flags.DEFINE_float(
     "When the task has no dev file, hold out this fraction of the training file "
     "(stratified by label) as the dev set, e.g. 0.1.")
 
+flags.DEFINE_bool(
+    "length_bucketing", False,
+    "With --dynamic_padding: put training examples of similar length in the same "
+    "batch (each window of 50 shuffled batches is sorted by length), so batches "
+    "pad far less: on short, varied texts such as Emotion's a batch pads to about "
+    "the median length instead of the longest of 32 random texts. It changes which "
+    "examples share a batch, so results differ slightly from random batches (the "
+    "examples per epoch do not).")
+
 flags.DEFINE_string(
     "export_bert_serving_dir", None,
     "After training/eval/predict, write a bert-as-service model directory here "
     "(bert_model.ckpt.*, bert_config.json, vocab.txt; weights only).")
 
 CONFIG_FILE = "classifier_config.json"
+# Batches per length-sorted window of --length_bucketing (Hugging Face's
+# group_by_length uses the same 50).
+LENGTH_BUCKETING_WINDOW = 50
 # Bump when the TFRecord feature layout changes, so cached files are rebuilt.
 FEATURE_FORMAT_VERSION = 1
 
@@ -313,6 +325,9 @@ def main(_):
     cli.write_run_config(FLAGS.output_dir, CONFIG_FILE, run_config)
   use_padding = cli.strategy_name(FLAGS) == "tpu"  # TPUs need every batch full
   padding_multiple = cli.padding_multiple(FLAGS)
+  if FLAGS.length_bucketing and padding_multiple is None:
+    logging.warning("--length_bucketing has no effect without dynamic padding "
+                    "(--nodynamic_padding, or a TPU): batches keep max_seq_length")
 
   tf.random.set_seed(FLAGS.seed)
   compute_dtype = loop_lib.PRECISIONS[FLAGS.precision]
@@ -406,7 +421,9 @@ def main(_):
       dataset = processors.make_dataset(
           features_file("train"), FLAGS.max_seq_length, FLAGS.train_batch_size,
           is_training=True, drop_remainder=True, seed=FLAGS.seed,
-          dynamic_padding_multiple=padding_multiple)
+          dynamic_padding_multiple=padding_multiple,
+          length_bucketing_window=(LENGTH_BUCKETING_WINDOW if FLAGS.length_bucketing
+                                   else None))
       return dataset.skip(skip_batches)
 
     eval_fn = None

@@ -75,7 +75,8 @@ def make_dataset(input_file: Union[str, Sequence[str]],
                  seed: Optional[int] = None,
                  shuffle_buffer: int = 10000,
                  input_context: Optional[tf.distribute.InputContext] = None,
-                 dynamic_padding_multiple: Optional[int] = None
+                 dynamic_padding_multiple: Optional[int] = None,
+                 length_bucketing_window: Optional[int] = None
                  ) -> tf.data.Dataset:
   """Builds the batched, parsed and prefetched dataset of a TFRecord file.
 
@@ -111,15 +112,59 @@ def make_dataset(input_file: Union[str, Sequence[str]],
   if is_training:
     d = d.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     d = d.repeat()
-  d = d.batch(batch_size, drop_remainder=drop_remainder)
-  def parse(records):
-    features = _to_int32(tf.io.parse_example(records, spec))
+  bucketing = bool(is_training and length_bucketing_window and
+                   dynamic_padding_multiple)
+  def trim(features):
     if dynamic_padding_multiple:
       features = trim_batch_padding(features, dynamic_padding_multiple, seq_length)
     return features
 
-  d = d.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if bucketing:
+    d = d.batch(batch_size * length_bucketing_window, drop_remainder=True)
+    d = d.map(lambda records: _to_int32(tf.io.parse_example(records, spec)),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    d = d.flat_map(lambda window: group_by_length(window, batch_size))
+    d = d.map(trim, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Batches leave a window shortest first; mixing them over a few windows keeps
+    # the loss from following the length of the texts. Seeded: the order stays a
+    # pure function of the seed, which resuming relies on.
+    d = d.shuffle(2 * length_bucketing_window, seed=seed,
+                  reshuffle_each_iteration=True)
+    return d.prefetch(tf.data.AUTOTUNE)
+
+  d = d.batch(batch_size, drop_remainder=drop_remainder)
+  d = d.map(lambda records: trim(_to_int32(tf.io.parse_example(records, spec))),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return d.prefetch(tf.data.AUTOTUNE)
+
+
+def group_by_length(window: Dict[str, tf.Tensor], batch_size: int) -> tf.data.Dataset:
+  """Splits a window of shuffled examples into batches of similar length.
+
+  The examples of the window are sorted by length (ties keep their shuffled order)
+  and cut into consecutive batches, so each batch pads only to the longest of
+  nearly equal lengths. On Emotion (20 tokens at the median, 57 at the 99th
+  percentile) a random batch of 32 pads to its longest text, typically near the
+  97th percentile, while a grouped one pads to about the median. This changes
+  which examples share a batch, so results are not those of random batches; the
+  examples and their number per epoch are unchanged.
+
+  Args:
+    window: parsed features of batch_size * k examples, each [batch_size * k, ...].
+    batch_size: examples per batch.
+
+  Returns:
+    A dataset of the k batches, shortest first.
+  """
+  lengths = tf.reduce_sum(window["input_mask"], axis=1)
+  order = tf.argsort(lengths, stable=True)
+  batched = {}
+  for name, tensor in window.items():
+    tensor = tf.gather(tensor, order)
+    shape = tf.shape(tensor)
+    batched[name] = tf.reshape(
+        tensor, tf.concat([[shape[0] // batch_size, batch_size], shape[1:]], 0))
+  return tf.data.Dataset.from_tensor_slices(batched)
 
 
 SEQUENCE_FEATURES = ("input_ids", "input_mask", "segment_ids")

@@ -50,8 +50,12 @@ def test_train_eval_predict_end_to_end(tmp_path):
   assert evals["global_step"] == "240"
   matrix = json.loads(evals["eval_confusion_matrix"])
   assert np.array(matrix).shape == (6, 6) and np.array(matrix).sum() == 24
-  # The cue words make the task learnable: a working loop gets well above chance.
-  assert float(evals["eval_accuracy"]) > 0.5, evals
+  # The cue words make the task learnable: a working loop brings the training loss
+  # well down. (Dev accuracy after 240 steps of this 2-layer model depends on the
+  # random draws: 0.25 to 1.0 over seeds, so it is not a test of the loop.)
+  losses, steps = _train_losses(out)
+  assert steps[-1] == 240 and losses[-1] < 0.8 * losses[0], losses
+  assert np.isfinite(float(evals["eval_loss"]))
 
   rows = (out / "test_results.tsv").read_text().splitlines()
   assert len(rows) == 20
@@ -207,6 +211,26 @@ def test_dev_split_eval_every_steps_and_best_checkpoint(tmp_path):
   assert os.path.exists(out / "best_checkpoint" / f"model.ckpt-{state['best_step']}.index")
   best = checkpoint_arrays(out / "best_checkpoint" / f"model.ckpt-{state['best_step']}")
   assert "global_step" not in best and not any(k.endswith("adam_m") for k in best)
+
+
+def test_length_bucketing(tmp_path):
+  setup = write_tiny_setup(tmp_path)
+  args = ("--do_train", "--do_eval", "--train_batch_size=8", "--num_train_epochs=2",
+          "--learning_rate=1e-3", "--length_bucketing")
+  first = tmp_path / "first"
+  run_script("run_classifier.py", classifier_args(setup, first, *args))
+  assert "eval_accuracy" in read_eval_results(first / "eval_results.txt")
+  # The grouped order is a pure function of the seed: a second run ends with the
+  # same weights.
+  second = tmp_path / "second"
+  run_script("run_classifier.py", classifier_args(setup, second, *args))
+  a, b = (checkpoint_arrays(d / "model.ckpt-24") for d in (first, second))
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-7, err_msg=name)
+  result = run_script("run_classifier.py", classifier_args(
+      setup, tmp_path / "full_length", "--do_train", "--train_batch_size=8",
+      "--num_train_epochs=0.1", "--length_bucketing", "--nodynamic_padding"))
+  assert "--length_bucketing has no effect without dynamic padding" in result.stderr
 
 
 def test_early_stopping(tmp_path):
