@@ -13,7 +13,9 @@ Added:
     with ALBERT's text preprocessing.
   create_tokenizer: picks WordPiece or SentencePiece from the flags a script has.
   BatchTokenizer: bulk text -> ids conversion that returns exactly what
-    `tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))` returns, much faster.
+    `tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))` returns, much faster,
+    as lists or as flat numpy arrays (tokenize_to_ragged_ids).
+  shared_batch_tokenizer: a BatchTokenizer sharing one word cache per tokenizer.
 
 This module imports TensorFlow only to read `gs://`-style paths.
 """
@@ -23,7 +25,10 @@ import itertools
 import os
 import re
 import unicodedata
-from typing import Dict, List, Sequence
+import weakref
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
 
 SPIECE_UNDERLINE = u"\u2581"
 
@@ -444,6 +449,9 @@ class WordpieceTokenizer(object):
       if n > self.max_input_chars_per_word:
         output_tokens.append(self.unk_token)
         continue
+      if token in vocab:  # what the greedy loop below tries first
+        output_tokens.append(token)
+        continue
       sub_tokens = []
       start = 0
       while start < n:
@@ -653,7 +661,33 @@ def create_tokenizer(vocab_file=None, do_lower_case=True, spm_model_file=None):
 
 # Characters that str.split() treats as separators but BasicTokenizer deletes
 # (control characters), so "a\x1cb" is one word to BERT and two to str.split().
-_SPLIT_UNSAFE_RE = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
+_SPLIT_UNSAFE_CHARS = "\x0b\x0c\x1c\x1d\x1e\x1f\x85"
+_SPLIT_UNSAFE_RE = re.compile("[%s]" % _SPLIT_UNSAFE_CHARS)
+
+
+_TEXTS_PER_CHUNK = 1 << 17  # bounds the memory of the per-word arrays
+
+
+def _check_batch(texts):
+  if isinstance(texts, (str, bytes)):
+    raise ValueError("BatchTokenizer expects a sequence of texts, got a single %s."
+                     % type(texts).__name__)
+
+
+def _ragged_from_lists(id_lists):
+  """(flat int64 values, int64 row lengths) of a list of id lists."""
+  row_lengths = np.fromiter(map(len, id_lists), np.int64, len(id_lists))
+  values = np.fromiter(itertools.chain.from_iterable(id_lists), np.int64,
+                       int(row_lengths.sum()))
+  return values, row_lengths
+
+
+def _gather_segments(source, starts, lengths):
+  """Concatenates source[starts[i]:starts[i] + lengths[i]] for all i, in order."""
+  out_starts = np.cumsum(lengths) - lengths
+  index = np.arange(int(lengths.sum()), dtype=np.int64)
+  index += np.repeat(starts - out_starts, lengths)
+  return source[index]
 
 
 def _is_word_decomposable(tokenizer):
@@ -670,7 +704,9 @@ class BatchTokenizer(object):
   For this module's FullTokenizer the result is computed from a cache keyed by
   whitespace-separated word (`text.split()`). Exactness is guaranteed by
   construction, not by testing alone: the cache is filled by calling the wrapped
-  tokenizer itself on each new word, and FullTokenizer's output for a text is the
+  tokenizer's two stages on each new word (except where their result is plain: a
+  word of ASCII letters and digits that is in the vocab, lower-cased for uncased
+  models, is that one token), and FullTokenizer's output for a text is the
   concatenation of its outputs for the text's words. That holds because every step
   of BasicTokenizer and WordpieceTokenizer acts on single characters (cleaning, CJK
   spacing) or on single whitespace-separated words (lower-casing, accent stripping,
@@ -686,6 +722,10 @@ class BatchTokenizer(object):
   FastBertTokenizer, once its output is turned into Python lists, sits between the
   two, and it differs from the reference on some lines (21 of 109,312 there with
   lower-casing), so it is not used.
+
+  tokenize_to_ragged_ids goes further for bulk conversion: it splits the whole
+  batch, looks each distinct word up once and assembles the ids with numpy, so its
+  Python work grows with the number of distinct words rather than of words.
 
   Any other tokenizer (SentencePieceTokenizer, subclasses, foreign objects with the
   FullTokenizer interface) is simply called text by text.
@@ -703,41 +743,54 @@ class BatchTokenizer(object):
     self.max_cache_words = max_cache_words
     self.use_word_cache = _is_word_decomposable(tokenizer)
     self.num_slow_path_texts = 0
-    self._ids_cache: Dict[str, List[int]] = {}
-    self._tokens_cache: Dict[str, List[str]] = {}
-    self._piece_ids_cache: Dict[str, List[int]] = {}
+    self._ids_cache: Dict[str, Tuple[int, ...]] = {}
+    self._tokens_cache: Dict[str, Tuple[str, ...]] = {}
+    self._piece_ids_cache: Dict[str, Tuple[int, ...]] = {}
 
   def _word_ids(self, word):
-    """Computes (and caches) the ids of one whitespace-free word."""
+    """Computes (and caches) the ids of one whitespace-free word, as a tuple."""
     tok = self.tokenizer
-    # FullTokenizer.tokenize is WordPiece applied to each basic token, and words
-    # such as "paris," "(paris" and "paris." share the basic token "paris": cache
-    # WordPiece results per basic token too, so a new word rarely runs WordPiece.
-    piece_cache = self._piece_ids_cache
-    ids = []
-    for token in tok.basic_tokenizer.tokenize(word):
-      piece_ids = piece_cache.get(token)
-      if piece_ids is None:
-        piece_ids = tok.convert_tokens_to_ids(tok.wordpiece_tokenizer.tokenize(token))
-        if len(piece_cache) < self.max_cache_words:
-          piece_cache[token] = piece_ids
-      ids.extend(piece_ids)
+    ids = None
+    if word.isascii() and word.isalnum():
+      # Most words of a corpus: ASCII letters and digits are one basic token (the
+      # ASCII path of BasicTokenizer.tokenize has nothing to delete or split),
+      # and WordPiece returns a vocab token that fits the length limit whole.
+      token = word.lower() if tok.basic_tokenizer.do_lower_case else word
+      wordpiece = tok.wordpiece_tokenizer
+      if len(token) <= wordpiece.max_input_chars_per_word and token in wordpiece.vocab:
+        ids = (tok.vocab[token],)
+    if ids is None:
+      # FullTokenizer.tokenize is WordPiece applied to each basic token, and words
+      # such as "paris," "(paris" and "paris." share the basic token "paris": cache
+      # WordPiece results per basic token too, so a new word rarely runs WordPiece.
+      piece_cache = self._piece_ids_cache
+      ids = []
+      for token in tok.basic_tokenizer.tokenize(word):
+        piece_ids = piece_cache.get(token)
+        if piece_ids is None:
+          piece_ids = tuple(tok.convert_tokens_to_ids(
+              tok.wordpiece_tokenizer.tokenize(token)))
+          if len(piece_cache) < self.max_cache_words:
+            piece_cache[token] = piece_ids
+        ids.extend(piece_ids)
+      ids = tuple(ids)
+    # Tuples, not lists: the garbage collector stops tracking tuples of ints, so
+    # a large cache does not add to the objects every full collection scans (or
+    # bring the next full collection forward).
     if len(self._ids_cache) < self.max_cache_words:
       self._ids_cache[word] = ids
     return ids
 
   def _word_tokens(self, word):
-    """Computes (and caches) the tokens of one whitespace-free word."""
-    tokens = self.tokenizer.tokenize(word)
+    """Computes (and caches) the tokens of one whitespace-free word, as a tuple."""
+    tokens = tuple(self.tokenizer.tokenize(word))
     if len(self._tokens_cache) < self.max_cache_words:
       self._tokens_cache[word] = tokens
     return tokens
 
   def _run(self, texts, cache, compute_word, compute_text):
-    """Shared loop of tokenize_to_ids and tokenize."""
-    if isinstance(texts, (str, bytes)):
-      raise ValueError("BatchTokenizer expects a sequence of texts, got a single %s."
-                       % type(texts).__name__)
+    """Shared per-text loop of tokenize_to_ids and tokenize."""
+    _check_batch(texts)
     if not self.use_word_cache:
       return [compute_text(t) for t in texts]
     lookup = cache.__getitem__
@@ -759,6 +812,83 @@ class BatchTokenizer(object):
                        for x in (cache[w] if w in cache else compute_word(w))])
     return output
 
+  def _text_ids(self, text):
+    """Ids of one text from the wrapped tokenizer itself."""
+    tok = self.tokenizer
+    return tok.convert_tokens_to_ids(tok.tokenize(text))
+
+  def tokenize_to_ragged_ids(self, texts: Sequence[str]
+                             ) -> Tuple[np.ndarray, np.ndarray]:
+    """Tokenizes and converts many texts to ids held in two flat arrays.
+
+    Args:
+      texts: sequence of str (or UTF-8 bytes).
+
+    Returns:
+      (values, row_lengths): int64 arrays [total ids] and [len(texts)]. Text i's
+      ids are the row_lengths[i] values after the sum(row_lengths[:i]) first
+      ones, and equal `tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))`.
+    """
+    _check_batch(texts)
+    if not self.use_word_cache:
+      return _ragged_from_lists([self._text_ids(t) for t in texts])
+    texts = list(texts)
+    parts = [self._ragged_chunk(texts[begin:begin + _TEXTS_PER_CHUNK])
+             for begin in range(0, len(texts), _TEXTS_PER_CHUNK)]
+    if not parts:
+      return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if len(parts) == 1:
+      return parts[0]
+    return (np.concatenate([values for values, _ in parts]),
+            np.concatenate([lengths for _, lengths in parts]))
+
+  def _ragged_chunk(self, texts):
+    """tokenize_to_ragged_ids of one chunk, word-cache path."""
+    # Every text is split at once, each distinct word is looked up (or computed)
+    # once, and the ids of all word occurrences are gathered with numpy, so the
+    # Python work grows with the number of distinct words, not of words.
+    texts = [t if isinstance(t, str) else convert_to_unicode(t) for t in texts]
+    words_of = list(map(str.split, texts))
+    slow_texts = set()
+    joined = "".join(texts)
+    # A substring test per character is a memchr-like scan, far cheaper than the
+    # regex over the whole batch.
+    if any(char in joined for char in _SPLIT_UNSAFE_CHARS):
+      for i, text in enumerate(texts):
+        if _SPLIT_UNSAFE_RE.search(text):
+          # The whole text becomes one key; it holds a str.split() separator, so
+          # no word can be equal to it.
+          words_of[i] = [text]
+          slow_texts.add(text)
+          self.num_slow_path_texts += 1
+    words_per_text = np.fromiter(map(len, words_of), np.int64, len(words_of))
+    num_words = int(words_per_text.sum())
+    # One dict operation per word: setdefault returns the position of the word's
+    # first occurrence, which is then renumbered densely with numpy.
+    first_seen = {}
+    first = np.fromiter(map(first_seen.setdefault,
+                            itertools.chain.from_iterable(words_of), itertools.count()),
+                        np.int64, num_words)
+    is_first = first == np.arange(num_words)
+    word_rows = (np.cumsum(is_first) - 1)[first]  # index of each word in first_seen
+
+    cache = self._ids_cache
+    pieces = []
+    for word in first_seen:
+      ids = cache.get(word)
+      if ids is None:
+        ids = self._text_ids(word) if word in slow_texts else self._word_ids(word)
+      pieces.append(ids)
+    piece_values, piece_lengths = _ragged_from_lists(pieces)
+    piece_starts = np.cumsum(piece_lengths) - piece_lengths
+
+    ids_per_word = piece_lengths[word_rows]  # [number of words]
+    values = _gather_segments(piece_values, piece_starts[word_rows], ids_per_word)
+    ids_before = np.zeros(num_words + 1, dtype=np.int64)  # ids of the first k words
+    np.cumsum(ids_per_word, out=ids_before[1:])
+    text_ends = np.cumsum(words_per_text)
+    return values, ids_before[text_ends] - ids_before[text_ends - words_per_text]
+
   def tokenize_to_ids(self, texts: Sequence[str]) -> List[List[int]]:
     """Tokenizes and converts many texts to ids.
 
@@ -769,9 +899,10 @@ class BatchTokenizer(object):
       list of id lists, equal to
       `[tokenizer.convert_tokens_to_ids(tokenizer.tokenize(t)) for t in texts]`.
     """
-    tok = self.tokenizer
-    return self._run(texts, self._ids_cache, self._word_ids,
-                     lambda t: tok.convert_tokens_to_ids(tok.tokenize(t)))
+    # Per text rather than through tokenize_to_ragged_ids: chaining the cached
+    # tuples reuses their int objects, where the arrays' tolist() would make new
+    # ones.
+    return self._run(texts, self._ids_cache, self._word_ids, self._text_ids)
 
   def tokenize(self, texts: Sequence[str]) -> List[List[str]]:
     """Tokenizes many texts.
@@ -784,3 +915,34 @@ class BatchTokenizer(object):
     """
     return self._run(texts, self._tokens_cache, self._word_tokens,
                      self.tokenizer.tokenize)
+
+
+# The word caches of each FullTokenizer object, so that the conversions of one run
+# (token length report, train, eval and predict files) share them. Weak keys let the
+# caches go with their tokenizer; they hold no reference to it.
+_SHARED_CACHES = weakref.WeakKeyDictionary()
+
+
+def shared_batch_tokenizer(tokenizer) -> BatchTokenizer:
+  """Returns a BatchTokenizer that shares its word cache with earlier ones.
+
+  Every BatchTokenizer returned for the same tokenizer object uses the same cache,
+  which assumes the tokenizer's vocab and settings are not changed in between (as
+  a single BatchTokenizer does).
+
+  Args:
+    tokenizer: an object with tokenize(text) and convert_tokens_to_ids(tokens).
+
+  Returns:
+    a BatchTokenizer wrapping `tokenizer`.
+  """
+  # pylint: disable=protected-access
+  batch = BatchTokenizer(tokenizer)
+  if batch.use_word_cache:  # this module's FullTokenizer, which takes weak references
+    caches = _SHARED_CACHES.get(tokenizer)
+    if caches is None:
+      _SHARED_CACHES[tokenizer] = (batch._ids_cache, batch._tokens_cache,
+                                   batch._piece_ids_cache)
+    else:
+      batch._ids_cache, batch._tokens_cache, batch._piece_ids_cache = caches
+  return batch

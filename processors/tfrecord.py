@@ -9,11 +9,11 @@ protobuf wire format of
   Int64List{ repeated int64 value = 1 [packed = true]; }
 
 is written directly with numpy: the packed varints of all rows are encoded at once, the
-few distinct length headers are built once, and every record's byte segments are
-gathered into one buffer with a single index. Keys are written in sorted order,
-which is what tf.train.Example.SerializeToString(deterministic=True) produces, so the
-bytes are identical to it (the default, non-deterministic protobuf order depends on a
-hash table and is not reproducible).
+few distinct length headers are built once, and each record is joined from a few
+slices (see _serialize_chunk). Keys are written in sorted order, which is what
+tf.train.Example.SerializeToString(deterministic=True) produces, so the bytes are
+identical to it (the default, non-deterministic protobuf order depends on a hash
+table and is not reproducible).
 """
 
 import os
@@ -22,9 +22,6 @@ from typing import Dict, Iterable, List
 
 import numpy as np
 import tensorflow as tf
-
-_MAX_VARINT_BYTES = 10  # a negative int64 takes 10 bytes on the wire
-_TABLE_SIZE = 1 << 21  # largest value encoded by table look-up (3 varint bytes)
 
 
 def _varint(value: int) -> bytes:
@@ -52,57 +49,43 @@ def _packed_varints(values: np.ndarray):
   # int64 -> uint64 keeps two's complement, which is how protobuf encodes negatives.
   v = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64)
   num_rows, row_width = v.shape
-  largest = int(v.max()) if v.size else 0
-  if largest < 0x80:
-    # Masks, segment ids, labels: one byte per value, the varint is the value.
-    offsets = np.arange(num_rows + 1, dtype=np.int64) * row_width
-    return v.astype(np.uint8).tobytes(), offsets
-  if largest < _TABLE_SIZE and largest < v.size:
-    # Token ids: look the encodings up in a table of every value up to the largest,
-    # which is much cheaper than shifting the whole matrix once per byte. Each
-    # entry's (at most 4) bytes and keep-flags are packed in a uint32 so the
-    # look-up gathers one machine word per value.
-    table_groups, table_n = _varint_groups(np.arange(largest + 1, dtype=np.uint64))
-    padded = np.zeros((largest + 1, 4), dtype=np.uint8)
-    padded[:, :table_groups.shape[1]] = table_groups
-    flags = (np.arange(4) < table_n[:, None]).astype(np.uint8)
-    index = v.astype(np.intp)
-    groups = padded.view(np.uint32)[index, 0].view(np.uint8).reshape(v.shape + (4,))
-    keep = flags.view(np.uint32)[index, 0].view(np.bool_).reshape(v.shape + (4,))
-    n = table_n[index]
-  else:
-    groups, n = _varint_groups(v)
-    keep = np.arange(groups.shape[-1], dtype=np.int8) < n[..., None]
-  flat = groups[keep]  # row-major: row, value, byte order
-  offsets = np.zeros(num_rows + 1, dtype=np.int64)
-  np.cumsum(n.sum(axis=1, dtype=np.int64), out=offsets[1:])
-  return flat.tobytes(), offsets
-
-
-def _varint_groups(v: np.ndarray):
-  """Varint bytes of every element of a uint64 array.
-
-  Args:
-    v: uint64 array of any shape S.
-
-  Returns:
-    (uint8 array S + [W] of the W = widest encoding's bytes, zero-filled past each
-    value's length; int8 array S of each value's length in bytes).
-  """
-  largest = int(v.max()) if v.size else 0
-  width = 1
-  while width < _MAX_VARINT_BYTES and largest >= 1 << (7 * width):
-    width += 1
-  n = np.ones(v.shape, dtype=np.int8)
-  groups = np.empty(v.shape + (width,), dtype=np.uint8)
-  groups[..., 0] = v & np.uint64(0x7F)
-  for k in range(1, width):
-    shifted = v >> np.uint64(7 * k)
-    more = shifted != 0
-    n += more
-    groups[..., k - 1] |= more.astype(np.uint8) << 7  # continuation bit
-    groups[..., k] = shifted & np.uint64(0x7F)
-  return groups, n
+  flat = v.reshape(-1)
+  # Every value has a first byte: its low 7 bits, plus the continuation bit if the
+  # value is 0x80 or more. Only those values have further bytes, and they are a
+  # minority even of an input_ids matrix (padding and [CLS] are single bytes), so
+  # the further bytes are computed for them alone and written in place.
+  multi = flat >= np.uint64(0x80)
+  first = flat.astype(np.uint8) & np.uint8(0x7F)
+  first |= multi.view(np.uint8) << np.uint8(7)
+  row_starts = np.arange(num_rows + 1, dtype=np.int64) * row_width
+  where = np.flatnonzero(multi)
+  if where.size == 0:  # masks, segment ids, labels: the varint is the value
+    return first.tobytes(), row_starts
+  rest = flat[where] >> np.uint64(7)  # the bits the further bytes hold
+  extra = np.ones(where.shape, dtype=np.int64)  # number of further bytes
+  shifted = rest >> np.uint64(7)
+  while True:
+    nonzero = shifted != 0
+    if not nonzero.any():
+      break
+    extra += nonzero
+    shifted >>= np.uint64(7)
+  counts = np.ones(flat.shape, dtype=np.int64)
+  counts[where] += extra
+  extra_before = np.zeros(where.size + 1, dtype=np.int64)
+  np.cumsum(extra, out=extra_before[1:])
+  offsets = row_starts + extra_before[np.searchsorted(where, row_starts)]
+  out = np.repeat(first, counts)  # first bytes in place, room after the multi-byte ones
+  positions = where + extra_before[:-1]  # of the multi-byte values' first bytes
+  k = 1  # byte k of each value still being written, with its continuation bit
+  while positions.size:
+    byte = rest.astype(np.uint8) & np.uint8(0x7F)
+    byte |= (extra > k).view(np.uint8) << np.uint8(7)
+    out[positions + k] = byte
+    longer = extra > k
+    positions, rest, extra = positions[longer], rest[longer] >> np.uint64(7), extra[longer]
+    k += 1
+  return out.tobytes(), offsets
 
 
 def _entry_header(key: bytes, payload_length: int) -> bytes:
@@ -124,27 +107,23 @@ def _headers_by_length(lengths: np.ndarray, make_header):
     make_header: function length -> header bytes.
 
   Returns:
-    (uint8 array holding each distinct header once, int64 array [N] of the start
-    of each row's header in it, int64 array [N] of each row's header length).
+    (list of the distinct headers (bytes), int array [N] of each row's index in
+    it, int64 array [N] of each row's header length).
   """
   distinct, inverse = np.unique(lengths, return_inverse=True)
   headers = [make_header(int(x)) for x in distinct]
   sizes = np.array([len(h) for h in headers], dtype=np.int64)
-  starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-  table = np.frombuffer(b"".join(headers), dtype=np.uint8)
-  return table, starts[inverse], sizes[inverse]
+  return headers, inverse, sizes[inverse]
 
 
-def _gather_segments(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
-  """Concatenates source[starts[i]:starts[i] + lengths[i]] for all i, in order."""
-  out_starts = np.cumsum(lengths) - lengths
-  total = int(lengths.sum())
-  index = np.arange(total, dtype=np.int64)
-  index += np.repeat(starts - out_starts, lengths)
-  return source[index]
+def _rows_of_block(block: np.ndarray) -> List[bytes]:
+  """The rows of a uint8 matrix [n, W] as n bytes objects."""
+  data = block.tobytes()
+  width = block.shape[1]
+  return [data[i:i + width] for i in range(0, len(data), width)]
 
 
-_ROWS_PER_CHUNK = 8192  # bounds the memory of the per-byte gather index
+_ROWS_PER_CHUNK = 8192  # bounds the memory of the [rows, values, bytes] arrays
 
 
 def serialize_int64_examples(features: Dict[str, np.ndarray]) -> List[bytes]:
@@ -183,39 +162,43 @@ def serialize_int64_examples(features: Dict[str, np.ndarray]) -> List[bytes]:
 
 def _serialize_chunk(columns) -> List[bytes]:
   """Serializes the rows of [(key bytes, int array [n, L])] (keys sorted)."""
-  # Every record is a sequence of byte segments: the Example/Features prefix, then
-  # per feature its entry header and its packed values. All segments are laid out
-  # in one source buffer and gathered into the output with a single index.
-  pieces, segment_starts, segment_lengths = [], [], []
-  base = 0
-  body_lengths = 0
+  # A record is the Example/Features prefix, then per feature its entry header
+  # and its packed values. Features whose entries have the same length in every
+  # row (masks, segment ids, labels: one byte per value) are laid side by side in
+  # one uint8 matrix, header included; the others give a header and a payload
+  # slice per row. Each record is then one join of a few pieces, so every byte is
+  # copied about twice and no per-byte index is built.
+  num_rows = columns[0][1].shape[0]
+  segments = []  # lists of num_rows bytes objects, in record order
+  fixed_blocks = []  # uint8 [num_rows, width] entries not yet cut into rows
+  body_lengths = np.zeros(num_rows, dtype=np.int64)
+
+  def cut_fixed_blocks():
+    if fixed_blocks:
+      segments.append(_rows_of_block(np.concatenate(fixed_blocks, axis=1)))
+      fixed_blocks.clear()
+
   for key, array in columns:
     payload, offsets = _packed_varints(array)
     payload_lengths = np.diff(offsets)
-    table, header_starts, header_lengths = _headers_by_length(
+    headers, header_index, header_lengths = _headers_by_length(
         payload_lengths, lambda length, key=key: _entry_header(key, length))
-    pieces.append(table)
-    segment_starts.append(header_starts + base)
-    segment_lengths.append(header_lengths)
-    base += len(table)
-    pieces.append(np.frombuffer(payload, dtype=np.uint8))
-    segment_starts.append(offsets[:-1] + base)
-    segment_lengths.append(payload_lengths)
-    base += len(payload)
-    body_lengths = body_lengths + header_lengths + payload_lengths
-  table, prefix_starts, prefix_lengths = _headers_by_length(
+    body_lengths += header_lengths + payload_lengths
+    if len(headers) == 1:
+      header = np.frombuffer(headers[0], dtype=np.uint8)
+      fixed_blocks.append(np.broadcast_to(header, (num_rows, header.size)))
+      fixed_blocks.append(np.frombuffer(payload, dtype=np.uint8).reshape(
+          num_rows, int(payload_lengths[0])))
+    else:
+      cut_fixed_blocks()
+      segments.append([headers[i] for i in header_index.tolist()])
+      bounds = offsets.tolist()
+      segments.append([payload[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+  cut_fixed_blocks()
+  prefixes, prefix_index, _ = _headers_by_length(
       body_lengths, lambda length: b"\x0a" + _varint(length))
-  pieces.append(table)
-  segment_starts.insert(0, prefix_starts + base)
-  segment_lengths.insert(0, prefix_lengths)
-
-  source = np.concatenate(pieces)
-  starts = np.stack(segment_starts, axis=1).ravel()  # row-major: record order
-  lengths = np.stack(segment_lengths, axis=1).ravel()
-  data = _gather_segments(source, starts, lengths).tobytes()
-  record_ends = np.cumsum(prefix_lengths + body_lengths).tolist()
-  record_starts = [0] + record_ends[:-1]
-  return [data[a:b] for a, b in zip(record_starts, record_ends)]
+  segments.insert(0, [prefixes[i] for i in prefix_index.tolist()])
+  return list(map(b"".join, zip(*segments)))
 
 
 def write_tfrecord_atomic(records: Iterable[bytes], output_file: str) -> int:

@@ -10,7 +10,8 @@ import tensorflow as tf
 import processors
 import tokenization
 from processors import InputExample, PaddingInputExample
-from processors.features import _truncate_seq_pair, truncated_pair_lengths
+from processors.features import (_truncate_seq_pair, truncated_pair_lengths,
+                                 truncated_pair_lengths_array)
 from processors import tfrecord
 from processors.tfrecord import serialize_int64_examples, write_tfrecord_atomic
 
@@ -94,6 +95,15 @@ def test_truncated_pair_lengths_matches_pop_loop():
             len_a, len_b, max_length)
 
 
+def test_truncated_pair_lengths_array_matches_scalar():
+  len_a, len_b = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
+  len_a, len_b = len_a.ravel(), len_b.ravel()
+  for max_length in range(0, 14):
+    new_a, new_b = truncated_pair_lengths_array(len_a, len_b, max_length)
+    expected = [truncated_pair_lengths(a, b, max_length) for a, b in zip(len_a, len_b)]
+    assert list(zip(new_a.tolist(), new_b.tolist())) == expected, max_length
+
+
 @pytest.mark.parametrize("max_seq_length", [5, 9, 16])
 def test_bulk_conversion_equals_single(tokenizer, max_seq_length):
   examples = _examples()
@@ -102,6 +112,21 @@ def test_bulk_conversion_equals_single(tokenizer, max_seq_length):
   got = processors.convert_examples_to_features(examples, _LABELS, max_seq_length,
                                                 tokenizer)
   assert len(got) == len(expected)
+  for g, e in zip(got, expected):
+    assert (g.input_ids, g.input_mask, g.segment_ids, g.label_id, g.is_real_example) == (
+        e.input_ids, e.input_mask, e.segment_ids, e.label_id, e.is_real_example)
+
+
+def test_bulk_conversion_text_b_without_tokens(tokenizer):
+  # A text_b of control characters only is non-empty but has no tokens: the
+  # original then treats the example as a single sentence.
+  examples = [InputExample("t-0", "the dog " * 5, "\x07", "neg"),
+              InputExample("t-1", "the dog", "\x00\x07", "pos"),
+              PaddingInputExample(),
+              InputExample("t-3", "a cat", "the mat", "pos")]
+  expected = [processors.convert_single_example(i, e, _LABELS, 8, tokenizer)
+              for i, e in enumerate(examples)]
+  got = processors.convert_examples_to_features(examples, _LABELS, 8, tokenizer)
   for g, e in zip(got, expected):
     assert (g.input_ids, g.input_mask, g.segment_ids, g.label_id, g.is_real_example) == (
         e.input_ids, e.input_mask, e.segment_ids, e.label_id, e.is_real_example)
@@ -158,9 +183,9 @@ def test_fast_encoder_matches_tf_example_bytes():
       np.testing.assert_array_equal(parsed[k].numpy(), v[i])
 
 
-def test_fast_encoder_table_path_and_chunks(monkeypatch):
-  # Token-id-like matrices (many values, small maximum) take the look-up table
-  # path; small chunks make records straddle chunk boundaries.
+def test_fast_encoder_token_ids_and_chunks(monkeypatch):
+  # Token-id-like matrices (mostly single-byte padding, some 2- and 3-byte
+  # values); small chunks make records straddle chunk boundaries.
   monkeypatch.setattr(tfrecord, "_ROWS_PER_CHUNK", 150)
   rng = np.random.default_rng(1)
   ids = rng.integers(0, 3000, size=(200, 128))
@@ -170,8 +195,6 @@ def test_fast_encoder_table_path_and_chunks(monkeypatch):
   lengths = rng.integers(1, 128, size=200)
   ids[np.arange(128)[None, :] >= lengths[:, None]] = 0
   features = {"input_ids": ids, "label_ids": rng.integers(0, 3, size=200)}
-  # The first chunk (150 rows) takes the table path, the last (50 rows) does not.
-  assert 50 * 128 <= ids.max() < 150 * 128
   records = serialize_int64_examples(features)
   for i, record in enumerate(records):
     expected = _reference_example({"input_ids": ids[i], "label_ids": [features[
@@ -234,6 +257,53 @@ def test_training_dataset_repeats_and_shuffles(tokenizer, tmp_path):
              (x["input_ids"] for x in d.take(2)))
   train_fn = processors.file_based_input_fn_builder(path, 12, True, True)
   assert len(list(train_fn({"batch_size": 4}).take(5))) == 5  # repeats forever
+
+
+def test_group_by_length_sorts_a_window_into_batches():
+  lengths = np.array([5, 1, 7, 3, 3, 8, 2, 6])
+  window = {"input_mask": tf.constant((np.arange(9) < lengths[:, None]).astype(np.int32)),
+            "label_ids": tf.constant(np.arange(8, dtype=np.int32))}
+  batches = list(processors.input_pipeline.group_by_length(window, batch_size=2))
+  assert len(batches) == 4
+  got = [b["input_mask"].numpy().sum(axis=1).tolist() for b in batches]
+  assert got == [[1, 2], [3, 3], [5, 6], [7, 8]]
+  # Rows travel together, and ties keep their order.
+  assert [b["label_ids"].numpy().tolist() for b in batches] == [
+      [1, 6], [3, 4], [0, 7], [2, 5]]
+
+
+def test_length_bucketing_pads_less_and_stays_reproducible(tokenizer, tmp_path):
+  path = str(tmp_path / "train.tf_record")
+  rng = np.random.RandomState(0)
+  examples = [InputExample(str(i), "cat " * int(rng.randint(1, 30)), None, "pos")
+              for i in range(64)]
+  processors.file_based_convert_examples_to_features(examples, _LABELS, 32, tokenizer,
+                                                     path)
+
+  def make(window):
+    return processors.make_dataset(path, 32, batch_size=4, is_training=True, seed=3,
+                                   drop_remainder=True, dynamic_padding_multiple=8,
+                                   length_bucketing_window=window)
+
+  def padded_positions(d, n):
+    return sum(int(np.prod(b["input_ids"].shape)) for b in d.take(n))
+
+  grouped = [b["input_mask"].numpy() for b in make(4).take(48)]
+  assert all(b.shape[0] == 4 and b.shape[1] % 8 == 0 for b in grouped)
+  assert padded_positions(make(4), 48) < 0.8 * padded_positions(make(None), 48)
+  # Three epochs of batches hold each example three times, except for the at most
+  # 8 batches (32 examples) that the shuffle of batches carries across the end.
+  epoch = np.bincount([min(len(tokenizer.tokenize(e.text_a)) + 2, 32)
+                       for e in examples], minlength=33)
+  got = np.bincount(np.concatenate([b.sum(axis=1) for b in grouped]), minlength=33)
+  assert np.abs(got - 3 * epoch).sum() <= 2 * 32
+  again = [b["input_mask"].numpy() for b in make(4).take(48)]
+  for a, b in zip(grouped, again):
+    np.testing.assert_array_equal(a, b)
+  # Resuming skips batches of the same sequence.
+  resumed = [b["input_mask"].numpy() for b in make(4).skip(20).take(5)]
+  for a, b in zip(grouped[20:25], resumed):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_make_dataset_missing_file(tmp_path):

@@ -1,11 +1,14 @@
 # coding=utf-8
 """Tests for tokenization.py, checked against Model Garden's copy of the original."""
 
+import gc
 import importlib.util
 import os
 import random
 import string
+import weakref
 
+import numpy as np
 import pytest
 
 import tokenization
@@ -310,6 +313,63 @@ def test_full_and_batch_tokenizer_match_reference_on_fuzz(vocab_file, bert_vocab
     assert batch.tokenize_to_ids(texts) == expected
     assert batch.tokenize_to_ids(texts) == expected
     assert batch.tokenize(texts) == [ref.tokenize(t) for t in texts]
+
+
+def _unragged(values, row_lengths):
+  ends = np.cumsum(row_lengths)
+  return [values[end - n:end].tolist() for n, end in zip(row_lengths, ends)]
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_ragged_ids_match_reference(vocab_file, bert_vocab_file, do_lower_case,
+                                    monkeypatch):
+  texts = _fuzz_texts(seed=99 + int(do_lower_case), count=400) + MULTILINGUAL_SAMPLE
+  texts += [b"caf\xc3\xa9 na\xc3\xafve", "", "   ", "un\x1cwanted un\x1cwanted"]
+  # Chunks of 64 texts: words recur across chunks and the parts are concatenated.
+  monkeypatch.setattr(tokenization, "_TEXTS_PER_CHUNK", 64)
+  for path in (vocab_file, bert_vocab_file):
+    ref = _reference_tokenizer(path, do_lower_case)
+    expected = [_ref_ids(ref, t) for t in texts]
+    batch = tokenization.BatchTokenizer(
+        tokenization.FullTokenizer(path, do_lower_case=do_lower_case))
+    for _ in range(2):  # cold, then warm
+      values, row_lengths = batch.tokenize_to_ragged_ids(texts)
+      assert values.dtype == np.int64 and row_lengths.dtype == np.int64
+      assert _unragged(values, row_lengths) == expected
+    # Another tokenizer class goes text by text.
+    values, row_lengths = tokenization.BatchTokenizer(ref).tokenize_to_ragged_ids(texts)
+    assert _unragged(values, row_lengths) == expected
+
+
+def test_ragged_ids_edge_cases(vocab_file):
+  batch = tokenization.BatchTokenizer(
+      tokenization.FullTokenizer(vocab_file, do_lower_case=True))
+  values, row_lengths = batch.tokenize_to_ragged_ids([])
+  assert values.shape == (0,) and row_lengths.shape == (0,)
+  values, row_lengths = batch.tokenize_to_ragged_ids(["", " \t "])
+  assert values.size == 0 and row_lengths.tolist() == [0, 0]
+  with pytest.raises(ValueError, match="sequence of texts"):
+    batch.tokenize_to_ragged_ids("hello world")
+  with pytest.raises(ValueError, match="not valid UTF-8"):
+    batch.tokenize_to_ragged_ids([b"\xff"])
+
+
+def test_shared_batch_tokenizer_shares_cache_and_lets_go(vocab_file):
+  tok = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+  first = tokenization.shared_batch_tokenizer(tok)
+  first.tokenize_to_ids(["hello world"])
+  second = tokenization.shared_batch_tokenizer(tok)
+  assert second._ids_cache is first._ids_cache and "hello" in second._ids_cache
+  other = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+  assert not tokenization.shared_batch_tokenizer(other)._ids_cache
+  # The shared caches must not keep their tokenizer alive.
+  alive = weakref.ref(tok)
+  del tok, first, second
+  gc.collect()
+  assert alive() is None
+  # Tokenizers without a word cache get a plain BatchTokenizer.
+  ref = _reference_tokenizer(vocab_file, True)
+  assert not tokenization.shared_batch_tokenizer(ref).use_word_cache
 
 
 def test_batch_tokenizer_routes_split_unsafe_controls(vocab_file):
