@@ -682,12 +682,22 @@ def _ragged_from_lists(id_lists):
   return values, row_lengths
 
 
-def _gather_segments(source, starts, lengths):
-  """Concatenates source[starts[i]:starts[i] + lengths[i]] for all i, in order."""
+def segment_index(starts, lengths):
+  """Positions of consecutive segments, concatenated: the index that gathers them.
+
+  Args:
+    starts: int array [N], where each segment starts.
+    lengths: int array [N], each segment's length.
+
+  Returns:
+    int64 array [sum(lengths)]: starts[0] .. starts[0] + lengths[0] - 1, then the
+    same for segment 1, and so on; `source[segment_index(...)]` concatenates
+    source[starts[i]:starts[i] + lengths[i]] for all i.
+  """
   out_starts = np.cumsum(lengths) - lengths
   index = np.arange(int(lengths.sum()), dtype=np.int64)
   index += np.repeat(starts - out_starts, lengths)
-  return source[index]
+  return index
 
 
 def _is_word_decomposable(tokenizer):
@@ -883,7 +893,7 @@ class BatchTokenizer(object):
     piece_starts = np.cumsum(piece_lengths) - piece_lengths
 
     ids_per_word = piece_lengths[word_rows]  # [number of words]
-    values = _gather_segments(piece_values, piece_starts[word_rows], ids_per_word)
+    values = piece_values[segment_index(piece_starts[word_rows], ids_per_word)]
     ids_before = np.zeros(num_words + 1, dtype=np.int64)  # ids of the first k words
     np.cumsum(ids_per_word, out=ids_before[1:])
     text_ends = np.cumsum(words_per_text)

@@ -252,10 +252,8 @@ class _TokenizedExamples(object):
 
 def _copy_segments(dest, dest_starts, source, source_starts, lengths):
   """dest[dest_starts[i] + k] = source[source_starts[i] + k] for k < lengths[i]."""
-  within = np.arange(int(lengths.sum()), dtype=np.int64)
-  within -= np.repeat(np.cumsum(lengths) - lengths, lengths)
-  dest[np.repeat(dest_starts, lengths) + within] = (
-      source[np.repeat(source_starts, lengths) + within])
+  dest[tokenization.segment_index(dest_starts, lengths)] = (
+      source[tokenization.segment_index(source_starts, lengths)])
 
 
 def convert_examples_to_arrays(examples, label_list, max_seq_length,

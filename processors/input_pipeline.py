@@ -112,19 +112,16 @@ def make_dataset(input_file: Union[str, Sequence[str]],
   if is_training:
     d = d.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     d = d.repeat()
-  bucketing = bool(is_training and length_bucketing_window and
-                   dynamic_padding_multiple)
-  def trim(features):
-    if dynamic_padding_multiple:
-      features = trim_batch_padding(features, dynamic_padding_multiple, seq_length)
-    return features
+  def parse(records):
+    return _to_int32(tf.io.parse_example(records, spec))
 
-  if bucketing:
+  if is_training and length_bucketing_window and dynamic_padding_multiple:
     d = d.batch(batch_size * length_bucketing_window, drop_remainder=True)
-    d = d.map(lambda records: _to_int32(tf.io.parse_example(records, spec)),
-              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    d = d.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     d = d.flat_map(lambda window: group_by_length(window, batch_size))
-    d = d.map(trim, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    d = d.map(lambda batch: trim_batch_padding(batch, dynamic_padding_multiple,
+                                               seq_length),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # Batches leave a window shortest first; mixing them over a few windows keeps
     # the loss from following the length of the texts. Seeded: the order stays a
     # pure function of the seed, which resuming relies on.
@@ -132,9 +129,14 @@ def make_dataset(input_file: Union[str, Sequence[str]],
                   reshuffle_each_iteration=True)
     return d.prefetch(tf.data.AUTOTUNE)
 
+  def parse_and_trim(records):
+    features = parse(records)
+    if dynamic_padding_multiple:
+      features = trim_batch_padding(features, dynamic_padding_multiple, seq_length)
+    return features
+
   d = d.batch(batch_size, drop_remainder=drop_remainder)
-  d = d.map(lambda records: trim(_to_int32(tf.io.parse_example(records, spec))),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  d = d.map(parse_and_trim, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return d.prefetch(tf.data.AUTOTUNE)
 
 
