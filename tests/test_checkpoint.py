@@ -14,8 +14,6 @@ from modeling.checkpoint import (CheckpointError, delete_checkpoint,
                                  update_checkpoint_state)
 from modeling.optimization import AdamWeightDecay
 
-TINY_RANDOM_DIR = (Path(__file__).resolve().parents[2] /
-                   "shared/data/checkpoints/keras-bert-tiny-random")
 
 
 def tiny_config():
@@ -35,14 +33,15 @@ class RecordingLogger(object):
   warning = info
 
 
-def test_load_original_checkpoint_reports_unused():
-  assert TINY_RANDOM_DIR.exists(), (
-      "format fixture %s is missing (see /work/shared/data/README)" % TINY_RANDOM_DIR)
-  config = BertConfig.from_json_file(TINY_RANDOM_DIR / "bert_config.json")
+def test_load_original_checkpoint_reports_unused(original_checkpoint_dir):
+  assert original_checkpoint_dir.exists(), (
+      "format fixture %s is missing (tests/conftest.py writes it)"
+      % original_checkpoint_dir)
+  config = BertConfig.from_json_file(original_checkpoint_dir / "bert_config.json")
   model = BertClassifier(config, num_labels=3)
   logger = RecordingLogger()
-  report = load_init_checkpoint(model.named_variables(),
-                                str(TINY_RANDOM_DIR / "bert_model.ckpt"), logger)
+  report = load_init_checkpoint(
+      model.named_variables(), str(original_checkpoint_dir / "bert_model.ckpt"), logger)
   assert report.missing == ["output_weights", "output_bias"]
   assert len(report.loaded) == len(model.named_variables()) - 2
   cls_vars = [n for n in report.unexpected_unused]
@@ -50,7 +49,8 @@ def test_load_original_checkpoint_reports_unused():
   assert "global_step" in report.expected_unused
   assert any(n.endswith("/adam_m") for n in report.expected_unused)
   assert set(report.unused) == set(report.expected_unused) | set(cls_vars)
-  reader = tf.train.load_checkpoint(str(TINY_RANDOM_DIR / "bert_model.ckpt"))
+  reader = tf.train.load_checkpoint(
+      str(original_checkpoint_dir / "bert_model.ckpt"))
   np.testing.assert_array_equal(
       model.named_variables()["bert/pooler/dense/kernel"].numpy(),
       reader.get_tensor("bert/pooler/dense/kernel"))
@@ -58,12 +58,13 @@ def test_load_original_checkpoint_reports_unused():
           in logger.lines)
   assert "  name = output_bias, shape = [3]" in logger.lines
   # The directory form finds the single checkpoint in it.
-  report2 = load_init_checkpoint(model.named_variables(), str(TINY_RANDOM_DIR),
+  report2 = load_init_checkpoint(model.named_variables(),
+                                 str(original_checkpoint_dir),
                                  logger)
   assert report2.loaded == report.loaded
 
 
-def test_load_errors(tmp_path):
+def test_load_errors(original_checkpoint_dir, tmp_path):
   model = BertModel(tiny_config())
   with pytest.raises(CheckpointError, match=r"looked for .*nothere\.ckpt\.index and "
                      r".*nothere\.ckpt\.data-\*"):
@@ -73,7 +74,7 @@ def test_load_errors(tmp_path):
   # Shape mismatch names both shapes.
   with pytest.raises(CheckpointError, match=r"word_embeddings has shape \[15, 4\] in "
                      r"the checkpoint but \[50, 16\] in the model"):
-    load_init_checkpoint(model.named_variables(), str(TINY_RANDOM_DIR))
+    load_init_checkpoint(model.named_variables(), str(original_checkpoint_dir))
   # A checkpoint sharing no name with the model.
   other = {"foo/kernel": tf.Variable(tf.zeros([2]))}
   prefix = save_checkpoint(str(tmp_path / "other.ckpt"), other)
@@ -140,14 +141,15 @@ def test_squad_head_initialises_from_classifier_checkpoint(tmp_path):
   assert report.expected_unused == []
 
 
-def test_load_into_mirrored_variables():
+def test_load_into_mirrored_variables(original_checkpoint_dir):
   strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-  config = BertConfig.from_json_file(TINY_RANDOM_DIR / "bert_config.json")
+  config = BertConfig.from_json_file(original_checkpoint_dir / "bert_config.json")
   with strategy.scope():
     model = BertModel(config)
-  load_init_checkpoint(model.named_variables(), str(TINY_RANDOM_DIR),
+  load_init_checkpoint(model.named_variables(), str(original_checkpoint_dir),
                        RecordingLogger())
-  reader = tf.train.load_checkpoint(str(TINY_RANDOM_DIR / "bert_model.ckpt"))
+  reader = tf.train.load_checkpoint(
+      str(original_checkpoint_dir / "bert_model.ckpt"))
   np.testing.assert_array_equal(
       model.named_variables()["bert/embeddings/word_embeddings"].numpy(),
       reader.get_tensor("bert/embeddings/word_embeddings"))

@@ -15,8 +15,6 @@ from modeling import convert
 from modeling.checkpoint import load_init_checkpoint
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-TINY_RANDOM_DIR = (Path(__file__).resolve().parents[2] /
-                   "shared/data/checkpoints/keras-bert-tiny-random")
 H, I, V, P, T, LAYERS = 8, 16, 30, 12, 2, 2
 
 
@@ -161,9 +159,11 @@ def test_conversion_errors(tmp_path):
   assert not (tmp_path / "o4").exists()
 
 
-def test_original_checkpoint_to_hf_ignores_heads_and_slots(tmp_path):
-  assert TINY_RANDOM_DIR.exists(), "format fixture missing: %s" % TINY_RANDOM_DIR
-  report = convert.bert_to_hf(TINY_RANDOM_DIR, tmp_path / "hf")
+def test_original_checkpoint_to_hf_ignores_heads_and_slots(original_checkpoint_dir,
+                                                           tmp_path):
+  assert original_checkpoint_dir.exists(), (
+      "format fixture missing: %s" % original_checkpoint_dir)
+  report = convert.bert_to_hf(original_checkpoint_dir, tmp_path / "hf")
   assert "global_step" in report.ignored
   assert any(n.startswith("cls/") for n in report.ignored)
   assert all(n.startswith("cls/") or "adam" in n or n == "global_step"

@@ -14,8 +14,6 @@ from modeling import (BertClassifier, BertConfig, BertModel, BertSquad, ConfigEr
 from modeling import encoder as encoder_lib
 from modeling.parity import build_model_garden_encoder
 
-TINY_RANDOM_DIR = (Path(__file__).resolve().parents[2] /
-                   "shared/data/checkpoints/keras-bert-tiny-random")
 
 
 def tiny_config(**overrides):
@@ -41,8 +39,8 @@ def tiny_inputs(batch=3, seq=10, seed=0):
 # ---------------------------------------------------------------- config
 
 
-def test_config_from_json_file_keeps_extra_keys(tmp_path):
-  path = TINY_RANDOM_DIR / "bert_config.json"
+def test_config_from_json_file_keeps_extra_keys(original_checkpoint_dir, tmp_path):
+  path = original_checkpoint_dir / "bert_config.json"
   assert path.exists(), "format fixture missing: %s" % path
   config = BertConfig.from_json_file(path)
   assert (config.vocab_size, config.hidden_size, config.num_hidden_layers) == (15, 4, 2)
@@ -110,10 +108,11 @@ def test_activations_match_formulas(name):
 # ---------------------------------------------------------------- encoder
 
 
-def test_variable_names_match_original_checkpoint():
-  config = BertConfig.from_json_file(TINY_RANDOM_DIR / "bert_config.json")
+def test_variable_names_match_original_checkpoint(original_checkpoint_dir):
+  config = BertConfig.from_json_file(original_checkpoint_dir / "bert_config.json")
   model = BertModel(config)
-  reader = tf.train.load_checkpoint(str(TINY_RANDOM_DIR / "bert_model.ckpt"))
+  reader = tf.train.load_checkpoint(
+      str(original_checkpoint_dir / "bert_model.ckpt"))
   ckpt = {k: v for k, v in reader.get_variable_to_shape_map().items()
           if k.startswith("bert/") and "adam" not in k}
   ours = {k: list(v.shape) for k, v in model.named_variables().items()}
