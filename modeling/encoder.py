@@ -261,24 +261,47 @@ class _Dense(object):
     self.frozen = None  # (kernel, bias) in the compute dtype, see freeze()
 
   def freeze(self, dtype):
-    """Keeps inference copies of the weights in `dtype` (float32: the variables
-    themselves, which need no cast); returns them."""
+    """Keeps inference copies of the weights in `dtype`: float32 uses the variables
+    themselves, a 16-bit dtype graph constants (see _GraphConstant)."""
     if tf.as_dtype(dtype) == tf.float32:
       self.frozen = (self.kernel, self.bias)
     else:
-      self.frozen = (tf.Variable(tf.cast(self.kernel, dtype), trainable=False),
-                     tf.Variable(tf.cast(self.bias, dtype), trainable=False))
-    return self.frozen
+      self.frozen = (_GraphConstant(self.kernel, dtype), _GraphConstant(self.bias, dtype))
 
   def __call__(self, x, dtype, training=True):
     """x: [N, in] -> [N, out] in `dtype`."""
     x = tf.cast(x, dtype)
     if self.frozen is not None and not training:
-      kernel, bias = self.frozen
+      kernel, bias = (_frozen_value(w) for w in self.frozen)
     else:
       kernel, bias = tf.cast(self.kernel, dtype), tf.cast(self.bias, dtype)
     # bias_add (not +) is the pattern TensorFlow fuses into the matmul kernel.
     return tf.nn.bias_add(tf.matmul(x, kernel), bias)
+
+
+class _GraphConstant(object):
+  """A frozen 16-bit inference weight, held on the host and placed in the graph.
+
+  Called inside a tf.function trace, it adds the weight to the graph as a constant
+  node. TensorFlow's oneDNN kernels treat a constant matmul weight as frozen: they
+  reorder it once into the blocked layout of the CPU's matrix units (AMX) and keep
+  that copy, with the bias and GELU fused into the same inner-product kernel. A
+  weight read from a variable gets a plain-layout kernel instead. A BERT-Small
+  bfloat16 call at batch 32 went from 119 to 183 examples/s (bench/RESULTS.md,
+  session 4). float32 weights stay variables: there the constant was slower.
+  """
+
+  def __init__(self, value, dtype):
+    self.value = tf.cast(value, dtype).numpy()
+    self.dtype = tf.as_dtype(dtype)
+
+  def __call__(self):
+    return tf.constant(self.value, self.dtype)
+
+
+def _frozen_value(weight):
+  """A frozen weight as a tensor: a variable as it is, a _GraphConstant placed."""
+  return weight() if isinstance(weight, _GraphConstant) else weight
 
 
 class TransformerLayer(NamedVariableModule):
@@ -330,20 +353,25 @@ class TransformerLayer(NamedVariableModule):
     Training needs the float32 variables, so every call casts each kernel to the
     compute dtype and concatenates the query, key and value kernels. Inference on
     a model that no longer trains can do that once: after this call, training=False
-    reads copies made now (extra non-trainable variables, in the compute dtype;
-    a batch-1 BERT-Small bfloat16 call went from 47.6 to 29.0 ms under the
-    profiler). The copies do not follow later
-    changes of the variables: freeze only a model whose weights are final, such as
-    the inference copy that export makes (modeling.export.inference_copy).
+    reads copies made now (a batch-1 BERT-Small bfloat16 call went from 47.6 to
+    29.0 ms under the profiler). In float32 the fused query/key/value copy is a
+    non-trainable variable and the other kernels are the variables themselves; in
+    a 16-bit compute dtype every copy is a graph constant (_GraphConstant), which
+    TensorFlow's CPU kernels keep in the matrix units' own layout. The copies do
+    not follow later changes of the variables: freeze only a model whose weights
+    are final, such as the inference copy that export makes
+    (modeling.export.inference_copy).
     """
     kernel, bias = self._qkv_weights()
-    self._frozen_qkv = (tf.Variable(kernel, trainable=False),
-                        tf.Variable(bias, trainable=False))
-    # Held here too so that the module tracks them (a SavedModel saves what its
-    # modules track; _Dense is a plain object).
-    self._frozen = [self._frozen_qkv] + [
-        dense.freeze(self.compute_dtype)
-        for dense in (self.attention_output, self.intermediate, self.output_dense)]
+    if tf.as_dtype(self.compute_dtype) == tf.float32:
+      # Tracked by the module (a SavedModel saves the variables its modules track).
+      self._frozen_qkv = (tf.Variable(kernel, trainable=False),
+                          tf.Variable(bias, trainable=False))
+    else:
+      self._frozen_qkv = (_GraphConstant(kernel, self.compute_dtype),
+                          _GraphConstant(bias, self.compute_dtype))
+    for dense in (self.attention_output, self.intermediate, self.output_dense):
+      dense.freeze(self.compute_dtype)
 
   def _query_key_value(self, x, batch_size, seq_length, training):
     """Projects x to the attention heads with one [H, 3H] matmul.
@@ -367,7 +395,7 @@ class TransformerLayer(NamedVariableModule):
     n, d = self.num_heads, self.head_size
     dt = self.compute_dtype
     if self._frozen_qkv is not None and not training:
-      kernel, bias = self._frozen_qkv
+      kernel, bias = (_frozen_value(w) for w in self._frozen_qkv)
     else:
       kernel, bias = self._qkv_weights()
     qkv = tf.nn.bias_add(tf.matmul(tf.cast(x, dt), kernel), bias)

@@ -21,6 +21,12 @@ The text signatures tokenize in the graph with exactly the ids of
 tokenization.FullTokenizer (serving.text_encoder); the vocab is an asset of the
 SavedModel. For SentencePiece models the text signatures are left out (logged).
 
+A 16-bit export (precision bfloat16 or float16) still saves every float32 variable,
+and its serving graph holds the encoder layers' kernels as constants in that dtype:
+TensorFlow's CPU kernels keep constant weights in the matrix units' own layout
+(modeling.encoder._GraphConstant), which made a loaded BERT-Small bfloat16 export
+serve batches of 32 about 1.5x faster (bench/RESULTS.md, session 4).
+
 bert-as-service directory (export_bert_serving_dir): bert_model.ckpt.{index,data},
 bert_config.json and vocab.txt, weights only, in the original variable names, checked
 by verify_bert_serving_dir.
@@ -253,10 +259,13 @@ class _ClassifierServing(tf.Module):
     super().__init__(name="bert_classifier_serving")
     self.model = model
     self.label_names = tf.constant(list(label_list), tf.string)  # [num_labels]
-    # One traced forward pass shared by all signatures: stored and loaded once.
+    # One traced forward pass shared by all signatures, stored and loaded once. A
+    # concrete function, not a tf.function: saving would trace a tf.function
+    # attribute a second time, and in 16-bit exports each trace holds the
+    # weights as constants (see modeling.encoder._GraphConstant).
     self._logits = tf.function(
         lambda ids, mask, segments: model(ids, mask, segments, training=False),
-        input_signature=_ids_signature(), autograph=False)
+        input_signature=_ids_signature(), autograph=False).get_concrete_function()
 
   def _outputs(self, input_ids, input_mask, segment_ids):
     logits = self._logits(input_ids, input_mask, segment_ids)  # [B, num_labels]

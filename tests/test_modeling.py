@@ -198,6 +198,36 @@ def test_inference_copy_matches_and_freezes(precision, tol):
   assert np.abs(copy(ids, mask, types, training=True).numpy() - before).max() > 1e-3
 
 
+def test_bfloat16_saved_model_holds_kernels_as_constants_once(tmp_path):
+  """16-bit exports carry the frozen kernels as graph constants, each stored once."""
+  from tensorflow.core.protobuf import saved_model_pb2
+  from modeling import export
+  tf.random.set_seed(10)
+  config = tiny_config()
+  model = BertClassifier(config, num_labels=3)
+  for name, var in model.named_variables().items():
+    if name.endswith("bias") or name.endswith("beta"):
+      var.assign(tf.random.normal(var.shape, stddev=0.1))
+  ids, mask, types = tiny_inputs()
+  export_dir = tmp_path / "bf16"
+  export.export_classifier_saved_model(model, str(export_dir), ["a", "b", "c"],
+                                       max_seq_length=16, precision="bfloat16")
+  served = tf.saved_model.load(str(export_dir)).signatures["serving_default"](
+      input_ids=ids, input_mask=mask, segment_ids=types)["logits"]
+  np.testing.assert_allclose(served, model(ids, mask, types), atol=0.05, rtol=0.05)
+  proto = saved_model_pb2.SavedModel()
+  proto.ParseFromString((export_dir / "saved_model.pb").read_bytes())
+  h, i = config.hidden_size, config.intermediate_size
+  shapes = []
+  for function in proto.meta_graphs[0].graph_def.library.function:
+    for node in function.node_def:
+      if node.op == "Const" and node.attr["dtype"].type == tf.bfloat16.as_datatype_enum:
+        shapes.append(tuple(d.size for d in node.attr["value"].tensor.tensor_shape.dim))
+  layers = config.num_hidden_layers
+  assert shapes.count((h, 3 * h)) == layers  # the fused query/key/value kernels
+  assert shapes.count((h, i)) == layers and shapes.count((i, h)) == layers
+
+
 def test_pooled_only_gives_the_same_pooled_output_and_gradients():
   tf.random.set_seed(9)
   model = BertModel(tiny_config(hidden_dropout_prob=0.0,
