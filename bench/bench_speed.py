@@ -38,6 +38,9 @@ MODELS = {
                   intermediate_size=2048),
     "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072),
+    # all-MiniLM-L6-v2, the end-to-end benchmark's model (exact GELU).
+    "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                   intermediate_size=1536, hidden_act="gelu_exact"),
 }
 VOCAB_SIZE = 30522
 NUM_LABELS = 2
@@ -176,7 +179,9 @@ def worker_model_garden(args, model_cfg):
       vocab_size=VOCAB_SIZE, hidden_size=model_cfg["hidden_size"],
       num_layers=model_cfg["num_hidden_layers"],
       num_attention_heads=model_cfg["num_attention_heads"],
-      inner_dim=model_cfg["intermediate_size"], inner_activation=activations.gelu,
+      inner_dim=model_cfg["intermediate_size"],
+      inner_activation=(activations.gelu if model_cfg.get("hidden_act", "gelu") == "gelu"
+                        else lambda x: tf.nn.gelu(x, approximate=False)),
       max_sequence_length=512, type_vocab_size=2)
   classifier = models.BertClassifier(encoder, num_classes=NUM_LABELS)
   optimizer = optimization.create_optimizer(5e-5, 10000, 100, optimizer_type="adamw")
@@ -215,9 +220,14 @@ def worker_hf(args, model_cfg):
   import transformers  # pylint: disable=g-import-not-at-top
 
   torch.manual_seed(0)
+  model_cfg = dict(model_cfg)
+  # This project's "gelu" is the tanh approximation (HF "gelu_new"); its
+  # "gelu_exact" is the erf GELU (HF "gelu").
+  hidden_act = {"gelu": "gelu_new", "gelu_exact": "gelu"}[model_cfg.pop("hidden_act",
+                                                                      "gelu")]
   config = transformers.BertConfig(
       vocab_size=VOCAB_SIZE, max_position_embeddings=512, type_vocab_size=2,
-      hidden_act="gelu_new", num_labels=NUM_LABELS, **model_cfg)
+      hidden_act=hidden_act, num_labels=NUM_LABELS, **model_cfg)
   model = transformers.BertForSequenceClassification(config)
   no_decay = ("bias", "LayerNorm.weight")
   groups = [

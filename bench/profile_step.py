@@ -98,7 +98,7 @@ def op_time_by_type(logdir, by="type"):
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--model", default="small", choices=["small", "base"])
+  parser.add_argument("--model", default="small", choices=["small", "base", "minilm"])
   parser.add_argument("--precision", default="float32",
                       choices=["float32", "bfloat16", "float16"])
   parser.add_argument("--mode", default="train", choices=["train", "infer", "latency"],

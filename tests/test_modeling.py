@@ -259,6 +259,30 @@ def test_gelu_formulas_are_the_originals():
   assert np.abs(tanh_form - erf_form).max() > 1e-4  # the two are told apart
 
 
+@pytest.mark.parametrize("name,approximate", [("gelu", True), ("gelu_exact", False)])
+def test_training_gelu_matches_tf_nn_gelu_and_its_gradient(name, approximate):
+  training_fn = encoder_lib._TRAINING_ACTIVATIONS[encoder_lib.get_activation(name)]
+  x = tf.random.stateless_normal([64, 48], seed=[3, 4], stddev=3.0)
+  weights = tf.random.stateless_normal([64, 48], seed=[5, 6])
+
+  def value_and_grad(fn, inputs):
+    with tf.GradientTape() as tape:
+      tape.watch(inputs)
+      y = fn(inputs)
+      loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
+    return tf.cast(y, tf.float32), tf.cast(tape.gradient(loss, inputs), tf.float32)
+
+  ref_y, ref_g = value_and_grad(lambda t: tf.nn.gelu(t, approximate=approximate), x)
+  y, g = value_and_grad(training_fn, x)
+  np.testing.assert_allclose(y, ref_y, atol=2e-6)
+  np.testing.assert_allclose(g, ref_g, atol=2e-6)
+  # bfloat16 in and out, float32 inside: within bfloat16 rounding of the reference.
+  y16, g16 = value_and_grad(training_fn, tf.cast(x, tf.bfloat16))
+  assert y16.dtype == tf.float32  # (cast back by value_and_grad)
+  np.testing.assert_allclose(y16, ref_y, atol=0.05, rtol=0.01)
+  np.testing.assert_allclose(g16, ref_g, atol=0.05, rtol=0.01)
+
+
 def test_layer_norm_gradient_matches_autodiff():
   rng = np.random.RandomState(4)
   x = tf.constant(rng.randn(3, 5, 16) * 3 + 1, tf.float32)
