@@ -620,8 +620,13 @@ class BertModel(NamedVariableModule):
     dt = self.compute_dtype
 
     # Embedding tables are gathered in float32 (cheap) and summed before LayerNorm.
-    emb = tf.gather(self.word_embeddings, input_ids)  # [B, S, H]
-    emb += tf.gather(self.token_type_embeddings, token_type_ids)
+    # Gathered from the read tensor, not the variable: a gather on the variable
+    # (ResourceGather) switches it to copy-on-read, after which every read and
+    # every dense update of the table copies it whole; with the optimizer's dense
+    # update that made a MiniLM-sized embedding step 60 ms instead of 34-38
+    # (bench/RESULTS.md, session 4). The gradient is the same IndexedSlices.
+    emb = tf.gather(tf.convert_to_tensor(self.word_embeddings), input_ids)  # [B, S, H]
+    emb += tf.gather(tf.convert_to_tensor(self.token_type_embeddings), token_type_ids)
     emb += tf.expand_dims(self.position_embeddings[:seq_length], 0)  # [1, S, H]
     emb = layer_norm(emb, self.embedding_ln_gamma, self.embedding_ln_beta)
     emb = dropout(emb, cfg.hidden_dropout_prob, training, dropout_seed, 0)  # [B, S, H]
