@@ -252,14 +252,18 @@ class AdamWeightDecay(object):
     no bias correction. Written as element-wise ops that is about ten passes over
     every variable, slots included (9% of a BERT-Small bfloat16 step on 2 cores,
     bench/profile_step.py). Here it is the same math in two fused kernels:
-    the decay param -= lr * wd * param first (it uses the old param, as the
+    the decay param *= 1 - lr * wd first (it uses the old param, as the
     original), then TensorFlow's Adam kernel, which updates m, v and param in one
     pass; with both beta powers 0 its bias-correction factor is exactly 1.
     """
     def update():
       ops = []
       if use_wd:
-        ops.append(param.assign_sub(lr * self.weight_decay_rate * param))
+        # param * (1 - lr * wd): one pass whose result the variable takes over;
+        # assign_sub(lr * wd * param) is two (16-19 ms against 10-11 ms for
+        # MiniLM's 22M parameters, bench/RESULTS.md, session 4). The two differ by
+        # float32 rounding only.
+        ops.append(param.assign(param * (1.0 - lr * self.weight_decay_rate)))
       with tf.control_dependencies(ops):
         zero = tf.constant(0.0, tf.float32)
         ops.append(tf.raw_ops.ResourceApplyAdam(
