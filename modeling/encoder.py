@@ -65,9 +65,9 @@ def _in_float32(fn):
 
   The op computes in float32 whatever the dtype of x, and its gradient is
   dy * grad_factor, from the factor saved by the forward pass. TensorFlow's
-  element-wise kernels are slower in bfloat16 than in float32 (they convert each
-  element), and autodiff of tf.nn.gelu keeps several [B*S, I] intermediates: this
-  keeps one.
+  element-wise kernels measured slower in bfloat16 than in float32 here (erfc most:
+  10.5 against 2.9 ms on [768, 1536]), and autodiff of tf.nn.gelu runs several
+  more element-wise passes backward; this runs one.
   """
   @tf.custom_gradient
   def op(x):

@@ -25,7 +25,9 @@ A 16-bit export (precision bfloat16 or float16) still saves every float32 variab
 and its serving graph holds the encoder layers' kernels as constants in that dtype:
 TensorFlow's CPU kernels keep constant weights in the matrix units' own layout
 (modeling.encoder._GraphConstant), which made a loaded BERT-Small bfloat16 export
-serve batches of 32 about 1.5x faster (bench/RESULTS.md, session 4).
+serve batches of 32 about 1.5x faster (bench/RESULTS.md, session 4). The price is
+memory while TensorFlow optimises the graph at its first call (1.3-3.4 GB per
+traced BERT-Base graph in the benchmark).
 
 bert-as-service directory (export_bert_serving_dir): bert_model.ckpt.{index,data},
 bert_config.json and vocab.txt, weights only, in the original variable names, checked
