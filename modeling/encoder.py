@@ -365,11 +365,18 @@ class _GraphConstant(object):
   """
 
   def __init__(self, value, dtype):
-    self.value = tf.cast(value, dtype).numpy()
-    self.dtype = tf.as_dtype(dtype)
+    self.value = tf.cast(value, dtype).numpy()  # numpy carries the dtype
 
   def __call__(self):
-    return tf.constant(self.value, self.dtype)
+    return tf.constant(self.value)
+
+
+def _frozen_copy(value, dtype):
+  """An inference copy of a computed weight: a non-trainable variable in float32
+  (tracked, so a SavedModel saves it), a _GraphConstant in a 16-bit dtype."""
+  if tf.as_dtype(dtype) == tf.float32:
+    return tf.Variable(value, trainable=False)
+  return _GraphConstant(value, dtype)
 
 
 def _frozen_value(weight):
@@ -437,14 +444,8 @@ class TransformerLayer(NamedVariableModule):
     are final, such as the inference copy that export makes
     (modeling.export.inference_copy).
     """
-    kernel, bias = self._qkv_weights()
-    if tf.as_dtype(self.compute_dtype) == tf.float32:
-      # Tracked by the module (a SavedModel saves the variables its modules track).
-      self._frozen_qkv = (tf.Variable(kernel, trainable=False),
-                          tf.Variable(bias, trainable=False))
-    else:
-      self._frozen_qkv = (_GraphConstant(kernel, self.compute_dtype),
-                          _GraphConstant(bias, self.compute_dtype))
+    self._frozen_qkv = tuple(_frozen_copy(w, self.compute_dtype)
+                             for w in self._qkv_weights())
     for dense in (self.attention_output, self.intermediate, self.output_dense):
       dense.freeze(self.compute_dtype)
 
