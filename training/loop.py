@@ -407,7 +407,7 @@ class Trainer:
               "best_step": state["best_step"], "best_value": state["best_value"]}
     # Finite: the pipeline ends with the last step. Deleting the iterator of a
     # still-running endless pipeline waited for its background thread (py-spy:
-    # ~MultiDeviceIterator in LogicalThreadWrapper's destructor), 9.5 to 49 s
+    # ~MultiDeviceIterator in LogicalThreadWrapper's destructor), 16.5 to 49 s
     # after the last step of an Emotion epoch.
     dataset = _shard_by_data(
         dataset_fn(start_step).take(cfg.num_train_steps - start_step))
