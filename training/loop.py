@@ -277,19 +277,25 @@ class Trainer:
 
   def _build_train_chunk(self):
     global_batch = self.config.train_batch_size
-    replica_fn = self._replica_step
+    # No autograph: the step's Python control flow is over Python values only, and
+    # converting the model, loss and optimizer code took about a third of the
+    # first call's tracing (py-spy on an Emotion run, bench/RESULTS.md, session 5).
+    replica_fn = tf.autograph.experimental.do_not_convert(self._replica_step)
     if self.config.use_xla:
-      replica_fn = tf.function(replica_fn, jit_compile=True)
+      replica_fn = tf.function(replica_fn, jit_compile=True, autograph=False)
 
-    @tf.function
+    @tf.function(autograph=False)
     def train_chunk(iterator, num_steps):
-      total = tf.constant(0.0, tf.float32)
-      for _ in tf.range(num_steps):
+
+      def body(i, total):
         step = tf.identity(self.optimizer.global_step)
         per_replica = self.strategy.run(
             replica_fn, args=(next(iterator), step, global_batch))
-        total += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
-                                      axis=None)
+        return i + 1, total + self.strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                                   per_replica, axis=None)
+
+      _, total = tf.while_loop(lambda i, _: i < num_steps, body,
+                               (tf.constant(0, tf.int32), tf.constant(0.0, tf.float32)))
       return total
 
     return train_chunk
@@ -520,14 +526,15 @@ def predict(strategy: tf.distribute.Strategy, predict_fn: Callable,
   # keeps every batch on one graph instead of one trace per distinct length.
   if local_only:
     # Only the chief evaluates; collectives would wait for the other workers.
-    step = tf.function(predict_fn, input_signature=[dataset.element_spec])
+    step = tf.function(predict_fn, input_signature=[dataset.element_spec],
+                       autograph=False)
     for features in dataset:
       for key, value in step(features).items():
         outputs.setdefault(key, []).append(value.numpy())
   else:
     dist_dataset = strategy.experimental_distribute_dataset(dataset)
 
-    @tf.function(input_signature=[dist_dataset.element_spec])
+    @tf.function(input_signature=[dist_dataset.element_spec], autograph=False)
     def step(features):
       return strategy.run(predict_fn, args=(features,))
 
