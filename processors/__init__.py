@@ -17,7 +17,8 @@ from processors.features import (_truncate_seq_pair, convert_examples_to_arrays,
                                  token_lengths)
 from processors.glue import (ColaProcessor, MnliProcessor, MrpcProcessor,
                              Sst2Processor, XnliProcessor)
-from processors.input_pipeline import file_based_input_fn_builder, make_dataset
+from processors.input_pipeline import (EXAMPLE_INDEX, file_based_input_fn_builder,
+                                       make_dataset)
 from processors.registry import (get_processor, known_tasks, load_processor_module,
                                  register_processor)
 from processors.tfrecord import serialize_int64_examples, write_tfrecord_atomic

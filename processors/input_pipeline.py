@@ -11,6 +11,9 @@ from typing import Dict, Optional, Sequence, Union
 
 import tensorflow as tf
 
+# The feature that length_sorted_window adds: each example's position in the file.
+EXAMPLE_INDEX = "example_index"
+
 
 def name_to_features(seq_length: int) -> Dict[str, tf.io.FixedLenFeature]:
   """The parsing spec of the classification TFRecords.
@@ -76,7 +79,8 @@ def make_dataset(input_file: Union[str, Sequence[str]],
                  shuffle_buffer: int = 10000,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  dynamic_padding_multiple: Optional[int] = None,
-                 length_bucketing_window: Optional[int] = None
+                 length_bucketing_window: Optional[int] = None,
+                 length_sorted_window: Optional[int] = None
                  ) -> tf.data.Dataset:
   """Builds the batched, parsed and prefetched dataset of a TFRecord file.
 
@@ -94,10 +98,19 @@ def make_dataset(input_file: Union[str, Sequence[str]],
     dynamic_padding_multiple: when set, each batch is cut to its longest example
       rounded up to a multiple of this (see trim_batch_padding); None keeps every
       batch at seq_length (TPUs need static shapes).
+    length_bucketing_window: training only, with dynamic_padding_multiple: each
+      window of this many shuffled batches is sorted by length (group_by_length).
+    length_sorted_window: evaluation and prediction only (is_training False), with
+      dynamic_padding_multiple: the records are read in windows of this many
+      batches, each sorted by length before it is batched, and every batch gets an
+      EXAMPLE_INDEX feature [B] with the records' positions in the file, by which
+      training.loop.predict returns its outputs in file order. Batches then pad to
+      nearly equal lengths instead of the longest of B texts in file order.
 
   Returns:
     tf.data.Dataset of dicts input_ids, input_mask, segment_ids [B, L],
-    label_ids, is_real_example [B], all int32; L = seq_length unless
+    label_ids, is_real_example [B] (and EXAMPLE_INDEX [B] with
+    length_sorted_window), all int32; L = seq_length unless
     dynamic_padding_multiple is set.
   """
   files = [input_file] if isinstance(input_file, str) else list(input_file)
@@ -107,6 +120,11 @@ def make_dataset(input_file: Union[str, Sequence[str]],
   spec = name_to_features(seq_length)
   d = tf.data.TFRecordDataset(files, num_parallel_reads=(
       tf.data.AUTOTUNE if len(files) > 1 else None))
+  sort_for_inference = bool(not is_training and length_sorted_window and
+                            dynamic_padding_multiple)
+  if sort_for_inference:
+    # Positions in the file, counted before any sharding so they stay global.
+    d = d.enumerate()
   if input_context is not None and input_context.num_input_pipelines > 1:
     d = d.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
   if is_training:
@@ -127,6 +145,22 @@ def make_dataset(input_file: Union[str, Sequence[str]],
     # pure function of the seed, which resuming relies on.
     d = d.shuffle(2 * length_bucketing_window, seed=seed,
                   reshuffle_each_iteration=True)
+    return d.prefetch(tf.data.AUTOTUNE)
+
+  if sort_for_inference:
+    def parse_window(index, records):
+      features = parse(records)
+      features[EXAMPLE_INDEX] = tf.cast(index, tf.int32)
+      return features
+
+    def trim(batch):
+      return trim_batch_padding(batch, dynamic_padding_multiple, seq_length)
+
+    d = d.batch(batch_size * length_sorted_window)
+    d = d.map(parse_window, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    d = d.flat_map(lambda window: tf.data.Dataset.from_tensor_slices(
+        _sorted_by_length(window)).batch(batch_size, drop_remainder=drop_remainder))
+    d = d.map(trim, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return d.prefetch(tf.data.AUTOTUNE)
 
   def parse_and_trim(records):
@@ -158,15 +192,22 @@ def group_by_length(window: Dict[str, tf.Tensor], batch_size: int) -> tf.data.Da
   Returns:
     A dataset of the k batches, shortest first.
   """
-  lengths = tf.reduce_sum(window["input_mask"], axis=1)
-  order = tf.argsort(lengths, stable=True)
   batched = {}
-  for name, tensor in window.items():
-    tensor = tf.gather(tensor, order)
+  for name, tensor in _sorted_by_length(window).items():
     shape = tf.shape(tensor)
     batched[name] = tf.reshape(
         tensor, tf.concat([[shape[0] // batch_size, batch_size], shape[1:]], 0))
   return tf.data.Dataset.from_tensor_slices(batched)
+
+
+def _sorted_by_length(window: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """Every feature of a window of examples, reordered by input_mask length.
+
+  Ties keep their order in the window (stable sort).
+  """
+  lengths = tf.reduce_sum(window["input_mask"], axis=1)
+  order = tf.argsort(lengths, stable=True)
+  return {name: tf.gather(tensor, order) for name, tensor in window.items()}
 
 
 SEQUENCE_FEATURES = ("input_ids", "input_mask", "segment_ids")

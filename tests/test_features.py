@@ -306,6 +306,52 @@ def test_length_bucketing_pads_less_and_stays_reproducible(tokenizer, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def test_length_sorted_inference_batches_cover_the_file_once(tokenizer, tmp_path):
+  path = str(tmp_path / "eval.tf_record")
+  rng = np.random.RandomState(1)
+  examples = [InputExample(str(i), "cat " * int(rng.randint(1, 30)), None, "pos")
+              for i in range(45)]
+  processors.file_based_convert_examples_to_features(examples, _LABELS, 32, tokenizer,
+                                                     path)
+
+  def make(window):
+    return processors.make_dataset(path, 32, batch_size=4, is_training=False,
+                                   dynamic_padding_multiple=8,
+                                   length_sorted_window=window)
+
+  plain = list(make(None))
+  assert all(processors.EXAMPLE_INDEX not in b for b in plain)
+  plain_ids = np.concatenate([np.pad(b["input_ids"].numpy(),
+                                     [[0, 0], [0, 32 - b["input_ids"].shape[1]]])
+                              for b in plain])
+  # Windows of 5 batches (20 examples): 45 records make windows of 20, 20 and 5.
+  sorted_batches = list(make(5))
+  index = np.concatenate([b[processors.EXAMPLE_INDEX].numpy() for b in sorted_batches])
+  np.testing.assert_array_equal(np.sort(index), np.arange(45))
+  for start in (0, 20, 40):  # no example leaves its window
+    assert set(index[start:start + 20]) == set(range(start, min(start + 20, 45)))
+  lengths = np.concatenate([b["input_mask"].numpy().sum(axis=1)
+                            for b in sorted_batches])
+  for start in (0, 20, 40):
+    window = lengths[start:start + 20]
+    assert (np.diff(window) >= 0).all()
+  assert [b["input_ids"].shape[0] for b in sorted_batches] == [4] * 11 + [1]
+  assert all(b["input_ids"].shape[1] % 8 == 0 for b in sorted_batches)
+  # Each row is its record's features, cut to the batch's width.
+  for batch in sorted_batches:
+    rows = batch[processors.EXAMPLE_INDEX].numpy()
+    width = batch["input_ids"].shape[1]
+    np.testing.assert_array_equal(batch["input_ids"].numpy(),
+                                  plain_ids[rows, :width])
+    assert not plain_ids[rows, width:].any()
+  padded = lambda batches: sum(int(np.prod(b["input_ids"].shape)) for b in batches)
+  assert padded(sorted_batches) < 0.85 * padded(plain)
+  # Without dynamic padding (TPU) nothing is sorted.
+  static = processors.make_dataset(path, 32, batch_size=4, is_training=False,
+                                   length_sorted_window=5)
+  assert all(processors.EXAMPLE_INDEX not in b for b in static)
+
+
 def test_make_dataset_missing_file(tmp_path):
   with pytest.raises(ValueError, match="TFRecord file not found: .*absent"):
     processors.make_dataset(str(tmp_path / "absent"), 8, 2, False)

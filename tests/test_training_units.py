@@ -106,3 +106,27 @@ def test_predict_keeps_order_and_traces_once_over_ragged_batches():
   np.testing.assert_array_equal(
       out["row_sum"], np.concatenate([b.sum(axis=1) for b in batches]))
   assert len(traces) == 1, traces
+
+
+def test_predict_puts_length_sorted_batches_back_in_input_order():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from training import loop  # pylint: disable=g-import-not-at-top
+  seen = []
+
+  def predict_fn(features):
+    seen.append(sorted(features))  # runs only while tracing
+    return {"value": features["x"] * 10}
+
+  # Batches as a length-sorted dataset delivers them: rows out of input order,
+  # each carrying its position in the input.
+  index = [[4, 0, 2], [5, 1], [3]]
+  dataset = tf.data.Dataset.from_generator(
+      lambda: ({"x": np.array(i, np.int32), "position": np.array(i, np.int32)}
+               for i in index),
+      output_signature={"x": tf.TensorSpec([None], tf.int32),
+                        "position": tf.TensorSpec([None], tf.int32)})
+  out = loop.predict(tf.distribute.OneDeviceStrategy("/cpu:0"), predict_fn, dataset,
+                     index_key="position")
+  assert sorted(out) == ["value"]
+  np.testing.assert_array_equal(out["value"], np.arange(6) * 10)
+  assert seen == [["x"]]  # the index is not passed to predict_fn

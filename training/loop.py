@@ -508,17 +508,32 @@ def _next_multiple(step: int, every: int) -> int:
 
 
 def predict(strategy: tf.distribute.Strategy, predict_fn: Callable,
-            dataset: tf.data.Dataset) -> Dict[str, np.ndarray]:
+            dataset: tf.data.Dataset,
+            index_key: Optional[str] = None) -> Dict[str, np.ndarray]:
   """Runs `predict_fn` over a dataset under the strategy, keeping input order.
 
   Args:
     strategy: the strategy the model lives under.
     predict_fn: features dict -> dict of tensors with a leading batch dimension.
     dataset: batched features, not repeated, not shuffled.
+    index_key: a feature [B] of each example's position in the input, for a
+      dataset whose batches are not in input order (such as one sorted by length,
+      processors.make_dataset's length_sorted_window). It is not passed to
+      predict_fn; the outputs are put back in the order it gives.
 
   Returns:
     The outputs concatenated over all batches, in input order.
   """
+  if index_key is not None:
+    inner_fn = predict_fn
+
+    def predict_fn(features):  # pylint: disable=function-redefined
+      features = dict(features)
+      index = features.pop(index_key)
+      outputs = dict(inner_fn(features))
+      outputs[index_key] = index
+      return outputs
+
   local_only = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
   outputs: Dict[str, List[np.ndarray]] = {}
   # Batches cut by dynamic padding (and the last, smaller batch) differ in shape:
@@ -543,8 +558,12 @@ def predict(strategy: tf.distribute.Strategy, predict_fn: Callable,
       for key, value in per_replica.items():
         for local in strategy.experimental_local_results(value):
           outputs.setdefault(key, []).append(local.numpy())
-  return {key: np.concatenate(parts, axis=0) if parts else np.zeros([0])
-          for key, parts in outputs.items()}
+  result = {key: np.concatenate(parts, axis=0) if parts else np.zeros([0])
+            for key, parts in outputs.items()}
+  if index_key is not None and index_key in result:
+    order = np.argsort(result.pop(index_key), kind="stable")
+    result = {key: value[order] for key, value in result.items()}
+  return result
 
 
 def remove_checkpoints(output_dir: str) -> None:
