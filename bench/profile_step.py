@@ -40,7 +40,8 @@ _PARTS = ("adam_update", "clip_by_global_norm", "dropout", "layer_norm", "gelu_e
 
 def _model_part(op_name, op_type):
   """'forward/dropout:StatelessRandomUniformV2'-style key of an op."""
-  scopes = op_name.split("/")
+  # A scope entered again gets a suffix (attention_3, ffn_1); count it with the rest.
+  scopes = [re.sub(r"_\d+$", "", scope) for scope in op_name.split("/")]
   direction = "backward" if "gradient_tape" in scopes else "forward"
   for part in _PARTS:
     if part in scopes:
