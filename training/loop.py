@@ -278,7 +278,7 @@ class Trainer:
   def _build_train_chunk(self):
     global_batch = self.config.train_batch_size
     # No autograph: the step's Python control flow is over Python values only, and
-    # converting the model, loss and optimizer code took about a third of the
+    # converting the model, loss and optimizer code took about 40% of the
     # first call's tracing (py-spy on an Emotion run, bench/RESULTS.md, session 5).
     replica_fn = tf.autograph.experimental.do_not_convert(self._replica_step)
     if self.config.use_xla:
