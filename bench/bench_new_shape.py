@@ -40,27 +40,11 @@ def main():
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import bench_speed  # pylint: disable=g-import-not-at-top
-  from modeling.config import BertConfig  # pylint: disable=g-import-not-at-top
-  from modeling import heads  # pylint: disable=g-import-not-at-top
-  from training import loop  # pylint: disable=g-import-not-at-top
 
-  config = BertConfig(vocab_size=bench_speed.VOCAB_SIZE, max_position_embeddings=512,
-                      type_vocab_size=2, **bench_speed.MODELS[args.model])
-  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  strategy, _, trainer = bench_speed.build_classifier_trainer(
+      bench_speed.MODELS[args.model], args.precision, args.batch_size,
+      num_train_steps=100000)
   num_labels = bench_speed.NUM_LABELS
-  with strategy.scope():
-    model = heads.BertClassifier(config, num_labels,
-                                 compute_dtype=loop.PRECISIONS[args.precision])
-
-    def loss_fn(features, training, seed):
-      logits = model(features["input_ids"], features["input_mask"],
-                     features["segment_ids"], training=training, dropout_seed=seed)
-      return heads.classification_loss(logits, features["label_ids"], num_labels)
-
-    trainer = loop.Trainer(strategy, model, loss_fn, loop.TrainConfig(
-        train_batch_size=args.batch_size, num_train_steps=100000, learning_rate=5e-5,
-        num_warmup_steps=100, precision=args.precision), output_dir="/tmp/unused",
-        is_chief=False)
 
   lengths = [int(v) for v in args.lengths.split(",")]
   steps_per_length = 1 + args.repeats

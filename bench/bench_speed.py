@@ -76,6 +76,44 @@ def _timed(fn, warmup, repeats):
 
 
 # ----------------------------------------------------------------------- workers
+def build_classifier_trainer(model_cfg, precision, batch_size, num_train_steps=10000):
+  """This project's random classifier and its Trainer on one CPU device.
+
+  Args:
+    model_cfg: one of MODELS.
+    precision: "float32", "bfloat16" or "float16".
+    batch_size: the training batch.
+    num_train_steps: length of the learning-rate schedule (speed does not depend
+      on it).
+
+  Returns:
+    (strategy, model, trainer).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, ROOT)
+  from modeling.config import BertConfig  # pylint: disable=g-import-not-at-top
+  from modeling import heads  # pylint: disable=g-import-not-at-top
+  from training import loop  # pylint: disable=g-import-not-at-top
+
+  config = BertConfig(vocab_size=VOCAB_SIZE, max_position_embeddings=512,
+                      type_vocab_size=2, **model_cfg)
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  with strategy.scope():
+    model = heads.BertClassifier(config, NUM_LABELS,
+                                 compute_dtype=loop.PRECISIONS[precision])
+
+    def loss_fn(features, training, seed):
+      logits = model(features["input_ids"], features["input_mask"],
+                     features["segment_ids"], training=training, dropout_seed=seed)
+      return heads.classification_loss(logits, features["label_ids"], NUM_LABELS)
+
+    trainer = loop.Trainer(strategy, model, loss_fn, loop.TrainConfig(
+        train_batch_size=batch_size, num_train_steps=num_train_steps,
+        learning_rate=5e-5, num_warmup_steps=100, precision=precision), output_dir="/tmp/unused",
+        is_chief=False)
+  return strategy, model, trainer
+
+
 def build_ours(args, model_cfg):
   """This project's classifier, trainer and inference function on random inputs.
 
@@ -90,26 +128,11 @@ def build_ours(args, model_cfg):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, ROOT)
-  from modeling.config import BertConfig  # pylint: disable=g-import-not-at-top
-  from modeling import heads  # pylint: disable=g-import-not-at-top
   from training import loop  # pylint: disable=g-import-not-at-top
 
   dtype = loop.PRECISIONS[args.precision]
-  config = BertConfig(vocab_size=VOCAB_SIZE, max_position_embeddings=512,
-                      type_vocab_size=2, **model_cfg)
-  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-  with strategy.scope():
-    model = heads.BertClassifier(config, NUM_LABELS, compute_dtype=dtype)
-
-    def loss_fn(features, training, seed):
-      logits = model(features["input_ids"], features["input_mask"],
-                     features["segment_ids"], training=training, dropout_seed=seed)
-      return heads.classification_loss(logits, features["label_ids"], NUM_LABELS)
-
-    trainer = loop.Trainer(strategy, model, loss_fn, loop.TrainConfig(
-        train_batch_size=args.batch_size, num_train_steps=10000, learning_rate=5e-5,
-        num_warmup_steps=100, precision=args.precision), output_dir="/tmp/unused",
-        is_chief=False)
+  strategy, model, trainer = build_classifier_trainer(model_cfg, args.precision,
+                                                      args.batch_size)
   rng = np.random.RandomState(0)
   b, s = args.batch_size, args.seq_length
   features = {"input_ids": rng.randint(1, VOCAB_SIZE, (b, s)).astype(np.int32),

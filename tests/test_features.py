@@ -272,13 +272,19 @@ def test_group_by_length_sorts_a_window_into_batches():
       [1, 6], [3, 4], [0, 7], [2, 5]]
 
 
-def test_length_bucketing_pads_less_and_stays_reproducible(tokenizer, tmp_path):
-  path = str(tmp_path / "train.tf_record")
-  rng = np.random.RandomState(0)
+def _write_random_lengths(tokenizer, path, count, seed):
+  """Writes `count` texts of 1 to 29 words (max_seq_length 32); returns them."""
+  rng = np.random.RandomState(seed)
   examples = [InputExample(str(i), "cat " * int(rng.randint(1, 30)), None, "pos")
-              for i in range(64)]
+              for i in range(count)]
   processors.file_based_convert_examples_to_features(examples, _LABELS, 32, tokenizer,
                                                      path)
+  return examples
+
+
+def test_length_bucketing_pads_less_and_stays_reproducible(tokenizer, tmp_path):
+  path = str(tmp_path / "train.tf_record")
+  examples = _write_random_lengths(tokenizer, path, 64, seed=0)
 
   def make(window):
     return processors.make_dataset(path, 32, batch_size=4, is_training=True, seed=3,
@@ -308,11 +314,7 @@ def test_length_bucketing_pads_less_and_stays_reproducible(tokenizer, tmp_path):
 
 def test_length_sorted_inference_batches_cover_the_file_once(tokenizer, tmp_path):
   path = str(tmp_path / "eval.tf_record")
-  rng = np.random.RandomState(1)
-  examples = [InputExample(str(i), "cat " * int(rng.randint(1, 30)), None, "pos")
-              for i in range(45)]
-  processors.file_based_convert_examples_to_features(examples, _LABELS, 32, tokenizer,
-                                                     path)
+  _write_random_lengths(tokenizer, path, 45, seed=1)
 
   def make(window):
     return processors.make_dataset(path, 32, batch_size=4, is_training=False,
