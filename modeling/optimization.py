@@ -84,10 +84,17 @@ class DynamicLossScale(object):
     return tf.cast(loss, tf.float32) * self.scale
 
   def unscale(self, grads):
-    """Divides each gradient by the scale (None stays None)."""
+    """Divides each gradient by the scale (None stays None, IndexedSlices stay
+    IndexedSlices)."""
     inv = 1.0 / self.scale
-    return [None if g is None else tf.convert_to_tensor(g) * tf.cast(inv, g.dtype)
-            for g in grads]
+
+    def unscaled(g):
+      if isinstance(g, tf.IndexedSlices):
+        return tf.IndexedSlices(g.values * tf.cast(inv, g.values.dtype), g.indices,
+                                g.dense_shape)
+      return tf.convert_to_tensor(g) * tf.cast(inv, g.dtype)
+
+    return [None if g is None else unscaled(g) for g in grads]
 
   def _update_state(self, is_finite):
     """Per-replica state update (called inside strategy.extended.update)."""
@@ -102,7 +109,31 @@ class DynamicLossScale(object):
 
 
 def _all_finite(grads):
-  return tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+  return tf.reduce_all([
+      tf.reduce_all(tf.math.is_finite(g.values if isinstance(g, tf.IndexedSlices)
+                                      else g))
+      for g in grads])
+
+
+def summed_rows(slices):
+  """The same gradient as IndexedSlices that name each row once.
+
+  A gather's gradient lists one row per gathered position: a word that occurs 30
+  times in a batch has 30 rows. Summing them gives exactly the nonzero rows of the
+  dense gradient, so norms and updates computed from these values equal the dense
+  ones (up to the order of float additions) while touching a few hundred rows
+  instead of the whole embedding table.
+
+  Args:
+    slices: tf.IndexedSlices with values [N, ...] and indices [N].
+
+  Returns:
+    tf.IndexedSlices with values [U, ...] and distinct indices [U].
+  """
+  rows, position = tf.unique(slices.indices)  # [U], [N]
+  values = tf.math.unsorted_segment_sum(slices.values, position,
+                                        tf.shape(rows)[0])  # [U, ...]
+  return tf.IndexedSlices(values, rows, slices.dense_shape)
 
 
 class AdamWeightDecay(object):
@@ -184,17 +215,28 @@ class AdamWeightDecay(object):
     if self._names is None:
       raise RuntimeError("Call AdamWeightDecay.build(named_vars) first")
 
-  def apply_gradients(self, grads):
+  def apply_gradients(self, grads, sparse=True):
     """All-reduces (SUM, once), clips, and applies one update; increments global_step.
 
     Call in replica context (inside strategy.run) or with no strategy. With a loss
     scale, a step whose all-reduced gradients are not finite is skipped on every
     replica (global_step is not incremented) and the scale is halved.
 
+    The clipping norm is the norm of the dense gradients (as the original on TPU,
+    where embedding gradients are dense). With one replica an embedding's gradient
+    (IndexedSlices from a gather) keeps only its distinct rows for the norm and the
+    clipping, which gives the same values without a pass over the whole table: for
+    MiniLM that drops 11.7M of the 22.7M values the norm reads and the clip
+    multiplies (bench/RESULTS.md, session 6). The Adam update stays dense, as the
+    original's: every row's moments decay and every row moves.
+
     Args:
       grads: list of gradients (tensors, IndexedSlices or None) aligned with the
         named_vars passed to build(); None leaves that variable untouched, as the
         original.
+      sparse: keep IndexedSlices for the norm and the clipping when there is one
+        replica. False turns them into dense tensors first, as XLA and TPUs need
+        (tf.unique has no static shape).
 
     Returns:
       None (the updates are stateful ops; tf.function orders them automatically).
@@ -204,25 +246,30 @@ class AdamWeightDecay(object):
       raise ValueError("apply_gradients got %d gradients for %d variables"
                        % (len(grads), len(self._vars)))
     present = [i for i, g in enumerate(grads) if g is not None]
-    dense = [tf.convert_to_tensor(grads[i]) for i in present]  # IndexedSlices -> dense
+    grads = [grads[i] for i in present]
 
     ctx = tf.distribute.get_replica_context()
     if ctx is None:
       raise RuntimeError("apply_gradients must be called in replica context (inside "
                          "strategy.run) or without a distribution strategy")
+    if ctx.num_replicas_in_sync > 1 or not sparse:
+      grads = [tf.convert_to_tensor(g) for g in grads]  # IndexedSlices -> dense
+    else:
+      grads = [summed_rows(g) if isinstance(g, tf.IndexedSlices) else g
+               for g in grads]
     if ctx.num_replicas_in_sync > 1:
-      dense = ctx.all_reduce(tf.distribute.ReduceOp.SUM, dense)
+      grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     # Every replica now holds the same gradients, so the checks below agree everywhere.
     if self.loss_scale is not None:
-      is_finite = _all_finite(dense)
+      is_finite = _all_finite(grads)
     else:
       is_finite = tf.constant(True)
     if self.clip_norm is not None:
       with tf.name_scope("clip_by_global_norm"):
-        dense, _ = tf.clip_by_global_norm(dense, self.clip_norm)
+        grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
     lr = self.learning_rate_at(self.global_step)
     with tf.name_scope("adam_update"):
-      ctx.merge_call(self._distributed_apply, args=(present, dense, lr, is_finite))
+      ctx.merge_call(self._distributed_apply, args=(present, grads, lr, is_finite))
 
   def _distributed_apply(self, strategy, present, grads, lr, is_finite):
     """Cross-replica: runs the same update on every replica's copy."""
@@ -256,6 +303,9 @@ class AdamWeightDecay(object):
     original), then TensorFlow's Adam kernel, which updates m, v and param in one
     pass; with both beta powers 0 its bias-correction factor is exactly 1.
     """
+    # Adam's kernel takes a dense gradient: rows an IndexedSlices leaves out are 0.
+    grad = tf.convert_to_tensor(grad)
+
     def update():
       ops = []
       if use_wd:
@@ -295,8 +345,10 @@ def accumulated_gradients(loss_fn, variables, features, num_micro_batches):
     num_micro_batches: static python int k >= 1.
 
   Returns:
-    (loss, grads): the summed loss (scalar) and a list of dense gradients aligned with
-    `variables` (None where a variable does not affect the loss).
+    (loss, grads): the summed loss (scalar) and a list of gradients aligned with
+    `variables` (None where a variable does not affect the loss). They are dense
+    tensors, except that with one micro-batch a gather's gradient stays
+    IndexedSlices (see AdamWeightDecay.apply_gradients).
   """
   k = int(num_micro_batches)
   if k < 1:
@@ -318,18 +370,24 @@ def accumulated_gradients(loss_fn, variables, features, num_micro_batches):
   def grads_of(i):
     with tf.GradientTape() as tape:
       loss = loss_fn(micro(i), tf.convert_to_tensor(i, tf.int32))
-    grads = tape.gradient(loss, variables)
-    return loss, [None if g is None else tf.convert_to_tensor(g) for g in grads]
+    return loss, tape.gradient(loss, variables)
 
   # The first part runs outside the loop to learn which gradients are None (e.g. the
   # pooler under a SQuAD head), which the loop's state cannot represent.
   loss0, grads0 = grads_of(0)
   if k == 1:
     return loss0, grads0
+
+  def dense(grads):
+    # The loop's state needs one fixed shape per gradient.
+    return [None if g is None else tf.convert_to_tensor(g) for g in grads]
+
+  grads0 = dense(grads0)
   present = [i for i, g in enumerate(grads0) if g is not None]
 
   def body(i, loss_acc, acc):
     loss, grads = grads_of(i)
+    grads = dense(grads)
     return i + 1, loss_acc + loss, [a + grads[j] for a, j in zip(acc, present)]
 
   _, loss, acc = tf.while_loop(lambda i, *_: i < k, body,

@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from modeling import BertClassifier, BertConfig, classification_loss
 from modeling.optimization import (AdamWeightDecay, DynamicLossScale,
-                                   LinearWarmupLinearDecay, accumulated_gradients)
+                                   LinearWarmupLinearDecay, accumulated_gradients,
+                                   summed_rows)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,6 +80,51 @@ def test_adam_weight_decay_matches_numpy():
   np.testing.assert_allclose(slots["dense/bias/adam_m"].numpy(), m["dense/bias"],
                              rtol=1e-5, atol=1e-7)
   assert opt._use_wd == [True, False, False, False]
+
+
+def test_summed_rows_equals_the_dense_gradient():
+  slices = tf.IndexedSlices(
+      values=tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]),
+      indices=tf.constant([3, 0, 3, 3]), dense_shape=tf.constant([5, 2]))
+  summed = summed_rows(slices)
+  assert sorted(summed.indices.numpy().tolist()) == [0, 3]
+  np.testing.assert_array_equal(tf.convert_to_tensor(summed),
+                                tf.convert_to_tensor(slices))
+
+
+def _gather_model_steps(sparse, steps=4):
+  """A table read by tf.gather (duplicate rows, as words repeat in a batch) plus a
+  dense kernel, trained with apply_gradients(sparse=...). Returns variables and
+  slots after `steps` steps."""
+  rng = np.random.RandomState(1)
+  table = tf.Variable(rng.randn(12, 4).astype(np.float32), name="table")
+  kernel = tf.Variable(rng.randn(4, 3).astype(np.float32), name="kernel")
+  opt = AdamWeightDecay(LinearWarmupLinearDecay(0.05, 10, 2))
+  opt.build({"bert/embeddings/word_embeddings": table, "dense/kernel": kernel})
+  ids = tf.constant([[1, 5, 5, 7], [5, 1, 2, 2]])  # rows 1, 2 and 5 repeat
+
+  @tf.function
+  def step(scale):
+    with tf.GradientTape() as tape:
+      x = tf.gather(tf.convert_to_tensor(table), ids)  # [2, 4, 4]
+      loss = scale * tf.reduce_sum(tf.tanh(tf.einsum("bsh,hk->bsk", x, kernel)))
+    grads = tape.gradient(loss, [table, kernel])
+    assert isinstance(grads[0], tf.IndexedSlices)
+    opt.apply_gradients(grads, sparse=sparse)
+
+  for i in range(steps):
+    step(tf.constant(10.0 if i % 2 else 0.01))  # clipping on every other step
+  return [table.numpy(), kernel.numpy()] + [
+      s.numpy() for s in opt.slot_variables().values()]
+
+
+def test_sparse_embedding_gradient_gives_the_dense_update():
+  # Untouched rows must still move (momentum and weight decay), and the clipping
+  # norm must be that of the summed rows, not of every gathered position.
+  sparse, dense = _gather_model_steps(True), _gather_model_steps(False)
+  for got, want in zip(sparse, dense):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+  assert not np.allclose(sparse[0][0], np.random.RandomState(1).randn(12, 4)[0])
 
 
 def test_none_gradient_leaves_variable_untouched():

@@ -272,7 +272,10 @@ class Trainer:
     if loss_scale is not None:
       loss = loss / loss_scale.scale
       grads = loss_scale.unscale(grads)
-    self.optimizer.apply_gradients(grads)
+    # XLA and TPUs need static shapes, which the sparse gradient path lacks.
+    self.optimizer.apply_gradients(
+        grads, sparse=not (self.config.use_xla or
+                           isinstance(self.strategy, tf.distribute.TPUStrategy)))
     return loss
 
   def _build_train_chunk(self):
