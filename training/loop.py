@@ -430,8 +430,17 @@ class Trainer:
                  cfg.precision, cfg.use_xla)
     run_start, run_start_step = time.time(), start_step
     with _StopOnSignal() as stop:
-      return self._train_loop(iterator, eval_fn, state, stop, start_step, run_start,
-                              run_start_step)
+      result = self._train_loop(iterator, eval_fn, state, stop, start_step, run_start,
+                                run_start_step)
+    # Releasing the input pipeline stops its background threads. It usually takes
+    # milliseconds, but an Emotion run once paused here for 54 s without a known
+    # cause (bench/RESULTS.md, session 6): say so when it happens.
+    release_start = time.time()
+    del iterator, dataset
+    if time.time() - release_start > 1.0:
+      logging.info("Releasing the training input pipeline took %.1f s",
+                   time.time() - release_start)
+    return result
 
   def _train_loop(self, iterator, eval_fn, state, stop, start_step, run_start,
                   run_start_step) -> Dict:
