@@ -10,7 +10,11 @@ Model Garden in .venv, PyTorch in .venv-bench: `bash bench/setup_bench_env.sh`) 
 after the other, so they never share the cores, and prints one JSON line per figure
 plus the ratios. Same batch, sequence length, model config, optimizer (Adam with
 decoupled weight decay 0.01, epsilon 1e-6, global-norm clipping 1.0, linear warmup
-and decay) and precision on every side; warm-up steps are excluded and step times
+and decay) and precision on every side. The PyTorch side updates with the fused
+AdamW kernel (`torch.optim.AdamW(fused=True)`), which the Hugging Face Trainer picks
+by default (`optim="adamw_torch_fused"` in transformers 4.57); `--hf_adamw=loop`
+gives torch's per-tensor AdamW, which sessions 2-6 of bench/RESULTS.md measured
+against. Warm-up steps are excluded and step times
 are medians. With --rounds N every stack runs N times, alternating, and each stack's
 best round is compared (this host's neighbours only ever slow a run down).
 
@@ -258,7 +262,10 @@ def worker_hf(args, model_cfg):
                   if not any(x in n for x in no_decay)], "weight_decay": 0.01},
       {"params": [p for n, p in model.named_parameters()
                   if any(x in n for x in no_decay)], "weight_decay": 0.0}]
-  optimizer = torch.optim.AdamW(groups, lr=5e-5, eps=1e-6)
+  # fused=True is what transformers.Trainer uses by default on this torch
+  # (optim="adamw_torch_fused"): one kernel per tensor for decay, moments and update.
+  optimizer = torch.optim.AdamW(groups, lr=5e-5, eps=1e-6,
+                                fused=args.hf_adamw == "fused")
   scheduler = transformers.get_linear_schedule_with_warmup(optimizer, 100, 10000)
   b, s = args.batch_size, args.seq_length
   gen = torch.Generator().manual_seed(0)
@@ -363,6 +370,9 @@ def main():
                       "run_classifier.py sets; off is TensorFlow's default on CPUs "
                       "without AVX-512 (Model Garden always runs with TensorFlow's "
                       "default)")
+  parser.add_argument("--hf_adamw", choices=["fused", "loop"], default="fused",
+                      help="PyTorch's AdamW: fused (the Hugging Face Trainer's default) "
+                      "or loop (torch's per-tensor implementation)")
   parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
   parser.add_argument("--precision", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -388,7 +398,7 @@ def main():
           cmd = [python, os.path.abspath(__file__), "--worker", stack, "--models",
                  model, "--precision", precision]
           for name in ("batch_size", "seq_length", "warmup", "train_steps",
-                       "infer_steps", "latency_steps"):
+                       "infer_steps", "latency_steps", "hf_adamw"):
             cmd += [f"--{name}", str(getattr(args, name))]
           stack_env = dict(env)
           stack_env.pop("TF_ENABLE_ONEDNN_OPTS", None)
