@@ -102,8 +102,8 @@ cli.define_port_flags(
     seed_help="Random seed: the shuffle of the training examples (the original's "
     "fixed 12345), data order, dropout, head initialisation. A resumed run "
     "continues exactly where it stopped.",
-    dynamic_padding_help="Cut each batch to its longest window (rounded up to a "
-    "multiple of 8) instead of always computing max_seq_length positions. "
+    dynamic_padding_help="Cut each batch to its longest window (on a GPU rounded "
+    "up to a multiple of 8) instead of always computing max_seq_length positions. "
     "Start/end positions keep their meaning. Differences from the original: in "
     "training the cut padding positions no longer enter the softmax of the loss, "
     "and in prediction they cannot take n-best slots (the original gives them "

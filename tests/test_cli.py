@@ -91,3 +91,25 @@ def test_bert_serving_export_with_sentencepiece_is_refused_before_work(tmp_path)
     export_lib.check_export_targets(None, str(tmp_path / "bs"),
                                     spm_model_file="m.model")
   assert not (tmp_path / "bs").exists()
+
+
+def test_padding_multiple_follows_the_device_and_the_flags(monkeypatch):
+  import types  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def flags_of(dynamic_padding=True, distribution_strategy="",
+               use_tpu=False):
+    return types.SimpleNamespace(dynamic_padding=dynamic_padding,
+                                 distribution_strategy=distribution_strategy,
+                                 use_tpu=use_tpu)
+
+  assert cli.padding_multiple(flags_of(dynamic_padding=False)) is None
+  assert cli.padding_multiple(flags_of(use_tpu=True)) is None
+  # This machine has no GPU: exact lengths.
+  assert not tf.config.list_physical_devices("GPU")
+  assert cli.padding_multiple(flags_of()) == cli.DYNAMIC_PADDING_MULTIPLE_CPU == 1
+  # With a GPU visible, lengths are rounded up to multiples of 8.
+  monkeypatch.setattr(
+      tf.config, "list_physical_devices",
+      lambda kind=None: ["/physical_device:GPU:0"] if kind == "GPU" else [])
+  assert cli.padding_multiple(flags_of()) == cli.DYNAMIC_PADDING_MULTIPLE_GPU == 8
