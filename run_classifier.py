@@ -75,8 +75,8 @@ cli.define_port_flags(
     seed_help="Random seed: data order, dropout, head initialisation, dev split. A "
     "resumed run continues exactly where it stopped.",
     dynamic_padding_help="Cut each batch to its longest example (on a GPU rounded "
-    "up to a multiple of 8) instead of always computing max_seq_length positions; eval "
-    "and predict also batch texts of similar length together (outputs stay in "
+    "up to a multiple of 8) instead of always computing max_seq_length positions; "
+    "eval and predict also batch texts of similar length together (outputs stay in "
     "input order). Results are unchanged up to float rounding; short texts train "
     "and predict several times faster. Always off on TPU, which needs static "
     "shapes.",

@@ -371,8 +371,8 @@ def main():
                       "without AVX-512 (Model Garden always runs with TensorFlow's "
                       "default)")
   parser.add_argument("--hf_adamw", choices=["fused", "loop"], default="fused",
-                      help="PyTorch's AdamW: fused (the Hugging Face Trainer's default) "
-                      "or loop (torch's per-tensor implementation)")
+                      help="PyTorch's AdamW: fused (the Hugging Face Trainer's "
+                      "default) or loop (torch's per-tensor implementation)")
   parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
   parser.add_argument("--precision", help=argparse.SUPPRESS)
   args = parser.parse_args()
