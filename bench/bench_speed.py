@@ -242,7 +242,16 @@ def worker_model_garden(args, model_cfg):
   return train_times, infer_times, latency, None
 
 
-def worker_hf(args, model_cfg):
+def build_hf(args, model_cfg):
+  """Hugging Face's BertForSequenceClassification, AdamW and inference on random inputs.
+
+  Args:
+    args: needs precision, batch_size, seq_length, hf_adamw.
+    model_cfg: one of MODELS.
+
+  Returns:
+    (train_step, infer_batch, infer_one, matmul_ceiling), as build_ours.
+  """
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
@@ -286,18 +295,13 @@ def worker_hf(args, model_cfg):
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
 
-  train_times = _timed(train_step, args.warmup, args.train_steps)
-  model.eval()
-
   def infer(i, m, t):
+    if model.training:  # after train_step
+      model.eval()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
                                                 enabled=bf16):
       return torch.softmax(model(input_ids=i, attention_mask=m,
                                  token_type_ids=t).logits.float(), -1).numpy()
-
-  infer_times = _timed(lambda: infer(ids, mask, seg), args.warmup, args.infer_steps)
-  latency = _timed(lambda: infer(ids[:1], mask[:1], seg[:1]), args.warmup,
-                   args.latency_steps)
 
   def matmul_ceiling():
     x = torch.randn(2048, 2048)
@@ -306,6 +310,15 @@ def worker_hf(args, model_cfg):
     times = _timed(lambda: torch.matmul(x, x), 2, 10)
     return 2 * 2048 ** 3 / _median(times) / 1e9
 
+  return (train_step, lambda: infer(ids, mask, seg),
+          lambda: infer(ids[:1], mask[:1], seg[:1]), matmul_ceiling)
+
+
+def worker_hf(args, model_cfg):
+  train_step, infer_batch, infer_one, matmul_ceiling = build_hf(args, model_cfg)
+  train_times = _timed(train_step, args.warmup, args.train_steps)
+  infer_times = _timed(infer_batch, args.warmup, args.infer_steps)
+  latency = _timed(infer_one, args.warmup, args.latency_steps)
   return train_times, infer_times, latency, matmul_ceiling()
 
 
