@@ -418,7 +418,8 @@ class TransformerLayer(NamedVariableModule):
     self.activation = get_activation(config.hidden_act)
     self.training_activation = _TRAINING_ACTIVATIONS.get(self.activation,
                                                          self.activation)
-    self._frozen_qkv = None
+    self._frozen_qkv = None  # 16-bit inference: fused [H, 3H] kernel and bias
+    self._frozen_heads = None  # float32 inference: see _heads_query_key_value
 
   def _qkv_weights(self):
     """The fused [H, 3H] kernel and [3H] bias in the compute dtype, query scaled."""
@@ -436,18 +437,53 @@ class TransformerLayer(NamedVariableModule):
     compute dtype and concatenates the query, key and value kernels. Inference on
     a model that no longer trains can do that once: after this call, training=False
     reads copies made now (a batch-1 BERT-Small bfloat16 call went from 47.6 to
-    29.0 ms under the profiler). In float32 the fused query/key/value copy is a
-    non-trainable variable and the other kernels are the variables themselves; in
-    a 16-bit compute dtype every copy is a graph constant (_GraphConstant), which
-    TensorFlow's CPU kernels keep in the matrix units' own layout. The copies do
-    not follow later changes of the variables: freeze only a model whose weights
-    are final, such as the inference copy that export makes
-    (modeling.export.inference_copy).
+    29.0 ms under the profiler). In a 16-bit compute dtype every copy is a graph
+    constant (_GraphConstant), which TensorFlow's CPU kernels keep in the matrix
+    units' own layout. In float32 the other kernels are the variables themselves,
+    and the query, key and value kernels are copied head by head
+    (non-trainable variables, see _heads_query_key_value). The copies do not follow
+    later changes of the variables: freeze only a model whose weights are final,
+    such as the inference copy that export makes (modeling.export.inference_copy).
     """
-    self._frozen_qkv = tuple(_frozen_copy(w, self.compute_dtype)
-                             for w in self._qkv_weights())
+    if self.compute_dtype == tf.float32:
+      n, d = self.num_heads, self.head_size
+      h = n * d
+      kernel, bias = self._qkv_weights()  # [H, 3H], [3H]; the query scaled
+      # [H, 3, N, D] -> [3, N, H, D]: one [H, D] kernel per projection and head.
+      heads = tf.transpose(tf.reshape(kernel, [h, 3, n, d]), [1, 2, 0, 3])
+      heads_bias = tf.reshape(bias, [3, n, 1, d])
+      self._frozen_heads = (
+          tf.Variable(heads[:, tf.newaxis], trainable=False),  # [3, 1, N, H, D]
+          tf.Variable(heads_bias[:, tf.newaxis], trainable=False))  # [3, 1, N, 1, D]
+    else:
+      self._frozen_qkv = tuple(_frozen_copy(w, self.compute_dtype)
+                               for w in self._qkv_weights())
     for dense in (self.attention_output, self.intermediate, self.output_dense):
       dense.freeze(self.compute_dtype)
+
+  def _heads_query_key_value(self, x, batch_size, seq_length):
+    """The frozen float32 projections, computed straight into the heads' layout.
+
+    A batched matmul of x [1, B, 1, S, H] with the per-head kernels [3, 1, N, H, D]
+    writes queries, keys and values as [3, B, N, S, D]: the transpose of a
+    [B*S, 3H] result into the heads' layout disappears. Against the fused [H, 3H]
+    matmul and its transpose, in alternating blocks of calls: BERT-Small 4% faster
+    at batch 32 x 128, BERT-Base 1% (2,500 against 2,483 ms), MiniLM 15% at batch 1
+    x 24 (bench/RESULTS.md, session 8). Training keeps the [H, 3H] matmul: the
+    gradient of a broadcast kernel would sum B copies of it.
+
+    Args:
+      x: float32 [B*S, H].
+      batch_size: B.
+      seq_length: S.
+
+    Returns:
+      q (scaled), k, v: float32 [B, N, S, D] each.
+    """
+    kernel, bias = self._frozen_heads
+    h = self.num_heads * self.head_size
+    x = tf.reshape(x, [1, batch_size, 1, seq_length, h])
+    return tf.unstack(tf.matmul(x, kernel) + bias, num=3, axis=0)
 
   def _query_key_value(self, x, batch_size, seq_length, training):
     """Projects x to the attention heads with one [H, 3H] matmul.
@@ -502,8 +538,11 @@ class TransformerLayer(NamedVariableModule):
     h = n * d
     cfg = self.config
     with tf.name_scope("attention"):
-      q, k, v = self._query_key_value(x, batch_size, seq_length,
-                                      training)  # [B, N, S, D] each
+      if self._frozen_heads is not None and not training:
+        q, k, v = self._heads_query_key_value(x, batch_size, seq_length)
+      else:
+        q, k, v = self._query_key_value(x, batch_size, seq_length,
+                                        training)  # [B, N, S, D] each
       if first_token_only:
         q = q[:, :, :1, :]  # [B, N, 1, D]
         x = tf.reshape(x, [batch_size, seq_length, h])[:, 0, :]  # [B, H]
