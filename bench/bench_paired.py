@@ -109,11 +109,13 @@ def main():
                       help="run one training step in each worker before timing "
                       "inference, as bench_speed.py's workers do. Without it the "
                       "workers are inference-only processes, like a server: there "
-                      "PyTorch's first calls of each size page-fault in fresh "
-                      "memory (about 20,000 page faults per Base batch-1 call "
-                      "here), and TensorFlow's allocator reuses its own")
+                      "every PyTorch call page-faults in fresh memory (about "
+                      "20,000 page faults per Base batch-1 call here), while "
+                      "TensorFlow's allocator reuses its own")
   parser.add_argument("--worker", choices=["ours", "hf"], help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.pairs < 1 or args.calls < 1:
+    parser.error("--pairs and --calls must be at least 1")
   if args.worker:
     return serve(args)
   if not os.path.exists(bench_speed.BENCH_PYTHON):
