@@ -61,19 +61,16 @@ def serve(args):
   return 0
 
 
-def _start(stack, args, env):
-  python = bench_speed.BENCH_PYTHON if stack == "hf" else bench_speed.PROJECT_PYTHON
+def _start(stack, args):
+  python, env = bench_speed.worker_python_and_env(stack)
   cmd = [python, os.path.abspath(__file__), "--worker", stack]
   for name in ("model", "figure", "precision", "batch_size", "seq_length", "warmup",
                "hf_adamw"):
     cmd += ["--" + name, str(getattr(args, name))]
   if args.train_first:
     cmd.append("--train_first")
-  stack_env = dict(env)
-  if stack == "ours":
-    stack_env["TF_ENABLE_ONEDNN_OPTS"] = "1"  # as run_classifier.py sets it
   return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          text=True, env=stack_env, cwd=bench_speed.ROOT)
+                          text=True, env=env, cwd=bench_speed.ROOT)
 
 
 def _cpu_seconds(proc):
@@ -122,12 +119,10 @@ def main():
     print(f"{bench_speed.BENCH_PYTHON} is missing: run `bash bench/setup_bench_env.sh` "
           "first", file=sys.stderr)
     return 1
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-  env.pop("TF_ENABLE_ONEDNN_OPTS", None)
   # Built one after the other, so neither build slows the other's warm-up.
   workers = {}
   for stack in ("ours", "hf"):
-    workers[stack] = _start(stack, args, env)
+    workers[stack] = _start(stack, args)
     _read(workers[stack], "READY", stack)
   blocks = {"ours": [], "hf": []}
   ratios = []

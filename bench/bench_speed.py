@@ -322,6 +322,20 @@ def worker_hf(args, model_cfg):
   return train_times, infer_times, latency, matmul_ceiling()
 
 
+def worker_python_and_env(stack, ours_onednn="on"):
+  """The interpreter and environment of one stack's worker process.
+
+  Hugging Face runs in .venv-bench, this project and Model Garden in .venv. Only
+  this project's worker gets TF_ENABLE_ONEDNN_OPTS set ("on" is what
+  run_classifier.py sets); Model Garden runs with TensorFlow's default.
+  """
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+  if stack == "ours":
+    env["TF_ENABLE_ONEDNN_OPTS"] = "1" if ours_onednn == "on" else "0"
+  return (BENCH_PYTHON if stack == "hf" else PROJECT_PYTHON), env
+
+
 def best_of(runs):
   """Each figure's best value over rounds: highest throughput, lowest latency."""
   best = dict(runs[0])
@@ -396,7 +410,6 @@ def main():
     print(f"{BENCH_PYTHON} is missing: run `bash bench/setup_bench_env.sh` first "
           "(PyTorch CPU + transformers, kept out of the project's .venv)", file=sys.stderr)
     return 1
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
   failed = False
   for model in args.models.split(","):
     for precision in args.precisions.split(","):
@@ -407,16 +420,12 @@ def main():
       # to the same spells of load.
       for round_index in range(args.rounds):
         for stack in args.stacks.split(","):
-          python = BENCH_PYTHON if stack == "hf" else PROJECT_PYTHON
+          python, stack_env = worker_python_and_env(stack, args.ours_onednn)
           cmd = [python, os.path.abspath(__file__), "--worker", stack, "--models",
                  model, "--precision", precision]
           for name in ("batch_size", "seq_length", "warmup", "train_steps",
                        "infer_steps", "latency_steps", "hf_adamw"):
             cmd += [f"--{name}", str(getattr(args, name))]
-          stack_env = dict(env)
-          stack_env.pop("TF_ENABLE_ONEDNN_OPTS", None)
-          if stack == "ours":
-            stack_env["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.ours_onednn == "on" else "0"
           proc = subprocess.run(cmd, capture_output=True, text=True, env=stack_env,
                                 cwd=ROOT)
           lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
