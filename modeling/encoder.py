@@ -156,20 +156,76 @@ def get_activation(name):
   return _ACTIVATIONS[name]
 
 
-def layer_norm(x, gamma, beta):
+def layer_norm(x, gamma, beta, training=True):
   """LayerNorm over the last axis, computed in float32 with epsilon 1e-12.
 
   Args:
     x: tensor [..., H], any float dtype.
     gamma: float32 variable [H].
     beta: float32 variable [H].
+    training: python bool. False (inference) may take oneDNN's fused LayerNorm,
+      see _layer_norm_onednn.
 
   Returns:
     float32 tensor [..., H].
   """
   with tf.name_scope("layer_norm"):
-    return _layer_norm_float32(tf.cast(x, tf.float32), tf.convert_to_tensor(gamma),
-                               tf.convert_to_tensor(beta))
+    x = tf.cast(x, tf.float32)
+    gamma, beta = tf.convert_to_tensor(gamma), tf.convert_to_tensor(beta)
+    if (not training and x.shape[:-1].num_elements() is None
+        and _onednn_layer_norm_available()):
+      return tf.cond(tf.size(x) >= FUSED_LAYER_NORM_MIN_SIZE,
+                     lambda: _layer_norm_onednn(x, gamma, beta),
+                     lambda: _layer_norm_float32(x, gamma, beta))
+    return _layer_norm_float32(x, gamma, beta)
+
+
+# Inference LayerNorms of at least this many values take oneDNN's fused kernel,
+# whose fixed cost (about 0.15 ms a call on the benchmark host) is more than it saves
+# on small tensors: the two forms break even at about 73K values (96 x 768 and
+# 192 x 384), bench/RESULTS.md, session 9.
+FUSED_LAYER_NORM_MIN_SIZE = 96 * 1024
+
+
+def _onednn_layer_norm_available():
+  """True when TensorFlow's oneDNN CPU kernels are on and no GPU or TPU is visible."""
+  try:
+    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
+    onednn = _pywrap_util_port.IsMklEnabled()
+  except (ImportError, AttributeError):
+    return False
+  return bool(onednn and not tf.config.list_physical_devices("GPU")
+              and not tf.config.list_physical_devices("TPU"))
+
+
+def _layer_norm_onednn(x, gamma, beta):
+  """Inference LayerNorm in the form TensorFlow's CPU graph rewrite fuses.
+
+  Each row of x becomes one channel of an NCHW batch norm in training mode (so its
+  statistics are the row's), with scale and offset from Fill ops, then gamma and
+  beta: TensorFlow's grappler remapper turns exactly this into one _MklLayerNorm,
+  oneDNN's layer normalization, with the epsilon given here. A [4096, 768]
+  LayerNorm takes 1.2 ms instead of 4.5 (bench/RESULTS.md, session 9). The rewrite
+  needs the number of rows unknown when the graph is optimized: for a static shape
+  the Fills become constants, the rewrite does not apply, and the batch norm runs
+  unfused, slower than _layer_norm_float32. So layer_norm takes this form only for
+  an unknown number of rows, as in the SavedModel signatures and the evaluation and
+  prediction loops.
+
+  Args:
+    x: float32 [..., H], H static.
+    gamma, beta: float32 [H].
+
+  Returns:
+    float32 [..., H].
+  """
+  h = x.shape[-1]
+  rows = tf.size(x) // h
+  channels = tf.reshape(rows, [1])
+  normed, _, _ = tf.compat.v1.nn.fused_batch_norm(
+      tf.reshape(x, tf.stack([1, rows, h, 1])), tf.fill(channels, 1.0),
+      tf.fill(channels, 0.0), epsilon=LAYER_NORM_EPSILON, data_format="NCHW")
+  return tf.reshape(normed, tf.shape(x)) * gamma + beta
 
 
 @tf.custom_gradient
@@ -571,7 +627,7 @@ class TransformerLayer(NamedVariableModule):
       attn = self.attention_output(context, dt, training)  # [B*S or B, H]
       attn = dropout(attn, cfg.hidden_dropout_prob, training, dropout_seed, 1)
       attn = layer_norm(tf.cast(attn, tf.float32) + x, self.attention_ln_gamma,
-                        self.attention_ln_beta)  # float32 [B*S or B, H]
+                        self.attention_ln_beta, training)  # float32 [B*S or B, H]
 
     with tf.name_scope("ffn"):
       activation = self.training_activation if training else self.activation
@@ -579,7 +635,7 @@ class TransformerLayer(NamedVariableModule):
       out = self.output_dense(inter, dt, training)  # [B*S or B, H]
       out = dropout(out, cfg.hidden_dropout_prob, training, dropout_seed, 2)
       return layer_norm(tf.cast(out, tf.float32) + attn, self.output_ln_gamma,
-                        self.output_ln_beta)
+                        self.output_ln_beta, training)
 
 
 class BertModel(NamedVariableModule):
@@ -680,7 +736,7 @@ class BertModel(NamedVariableModule):
     emb = tf.gather(tf.convert_to_tensor(self.word_embeddings), input_ids)  # [B, S, H]
     emb += tf.gather(tf.convert_to_tensor(self.token_type_embeddings), token_type_ids)
     emb += tf.expand_dims(self.position_embeddings[:seq_length], 0)  # [1, S, H]
-    emb = layer_norm(emb, self.embedding_ln_gamma, self.embedding_ln_beta)
+    emb = layer_norm(emb, self.embedding_ln_gamma, self.embedding_ln_beta, training)
     emb = dropout(emb, cfg.hidden_dropout_prob, training, dropout_seed, 0)  # [B, S, H]
 
     mask = tf.cast(tf.reshape(input_mask, [batch_size, 1, 1, seq_length]), tf.float32)

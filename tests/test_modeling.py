@@ -305,6 +305,81 @@ def test_layer_norm_gradient_matches_autodiff():
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
 
 
+def _layer_norm_reference(x, gamma, beta):
+  x = x.astype(np.float64)
+  mean = x.mean(-1, keepdims=True)
+  variance = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(variance + 1e-12) * gamma + beta
+
+
+def _executed_op_types(fetch, feed):
+  """The op types a v1 session ran for `fetch`, after TensorFlow's graph rewrites."""
+  with tf.compat.v1.Session(graph=fetch.graph) as sess:
+    metadata = tf.compat.v1.RunMetadata()
+    sess.run(fetch, feed, options=tf.compat.v1.RunOptions(trace_level=3),
+             run_metadata=metadata)
+  return {node.timeline_label.split(" = ")[1].split("(")[0]
+          for dev in metadata.step_stats.dev_stats for node in dev.node_stats
+          if " = " in node.timeline_label}
+
+
+def test_inference_layer_norm_takes_the_fused_kernel_from_a_size():
+  """Inference with an unknown number of rows: oneDNN's LayerNorm (when TensorFlow's
+  oneDNN CPU kernels are on) from FUSED_LAYER_NORM_MIN_SIZE values, with the
+  original's epsilon; the plain ops below it, and always in training."""
+  rng = np.random.RandomState(5)
+  h = 32
+  rows = (encoder_lib.FUSED_LAYER_NORM_MIN_SIZE // h // 7 + 1) * 7
+  x = (rng.randn(rows, h) * 3 + 1).astype(np.float32)
+  # Rows of variance 1e-6: an epsilon of 1e-3 or 1e-5 instead of 1e-12 would
+  # shrink them by a factor of 30 or 3.
+  x[:50] = (1 + rng.randn(50, h) * 1e-3).astype(np.float32)
+  gamma = (1 + rng.randn(h) * 0.1).astype(np.float32)
+  beta = (rng.randn(h) * 0.1).astype(np.float32)
+  fused_expected = encoder_lib._onednn_layer_norm_available()
+
+  graph = tf.Graph()
+  with graph.as_default():
+    ph = tf.compat.v1.placeholder(tf.float32, [None, h])
+    known = tf.compat.v1.placeholder(tf.float32, [rows, h])
+    inference = encoder_lib.layer_norm(ph, tf.constant(gamma), tf.constant(beta),
+                                       training=False)
+    train = encoder_lib.layer_norm(ph, tf.constant(gamma), tf.constant(beta))
+    # A known shape keeps the plain ops: there the rewrite cannot apply, and an
+    # unfused batch norm would be slower.
+    inference_known = encoder_lib.layer_norm(known, tf.constant(gamma),
+                                             tf.constant(beta), training=False)
+  for fetch, feed, fused in ((inference, {ph: x}, fused_expected),
+                             (inference, {ph: x[:100]}, False),
+                             (train, {ph: x}, False),
+                             (inference_known, {known: x}, False)):
+    op_types = _executed_op_types(fetch, feed)
+    assert ("_MklLayerNorm" in op_types) == fused
+    assert not [t for t in op_types if "BatchNorm" in t], op_types
+
+  fn = tf.function(lambda t: encoder_lib.layer_norm(t, gamma, beta, training=False),
+                   input_signature=[tf.TensorSpec([None, None, h])])
+  expected = _layer_norm_reference(x, gamma, beta)
+  out = fn(x.reshape(-1, 7, h)).numpy().reshape(rows, h)
+  np.testing.assert_allclose(out[50:], expected[50:], atol=2e-5, rtol=1e-5)
+  np.testing.assert_allclose(out[:50], expected[:50], atol=5e-3, rtol=0)
+  assert fn(np.zeros([0, 7, h], np.float32)).shape == (0, 7, h)
+
+
+def test_inference_with_the_fused_layer_norm_matches_the_plain_one():
+  config = tiny_config(max_position_embeddings=128)
+  model = BertClassifier(config, num_labels=3)
+  batch, seq = 24, 128  # 3,072 rows of 32: above FUSED_LAYER_NORM_MIN_SIZE
+  assert batch * seq * 32 >= encoder_lib.FUSED_LAYER_NORM_MIN_SIZE
+  ids, mask, types = tiny_inputs(3, seq)
+  ids, mask, types = (np.tile(t, [batch // 3, 1]) for t in (ids, mask, types))
+  spec = tf.TensorSpec([None, None], tf.int32)
+  dynamic = tf.function(lambda i, m, t: model(i, m, t), input_signature=[spec] * 3)
+  static = tf.function(lambda i, m, t: model(i, m, t))  # known shape: plain ops
+  np.testing.assert_allclose(dynamic(ids, mask, types), static(ids, mask, types),
+                             atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("shape", [(64, 128, 64), (3, 5, 7)])
 @pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
 def test_stateless_dropout_16bit(shape, dtype):
