@@ -160,7 +160,12 @@ def build_ours(args, model_cfg):
   # inference weights precomputed (see modeling.export.inference_copy).
   serving_model = export.inference_copy(model, args.precision)
 
-  @tf.function
+  # Traced once for any batch and length, as the SavedModel signatures and the
+  # evaluation and prediction loops are: shapes unknown when the graph is built
+  # (with known shapes LayerNorm keeps its plain ops, modeling.encoder.layer_norm).
+  spec = tf.TensorSpec([None, None], tf.int32)
+
+  @tf.function(input_signature=[spec] * 3)
   def infer(ids, mask, seg):
     return tf.nn.softmax(serving_model(ids, mask, seg, training=False))
 
