@@ -156,15 +156,15 @@ def get_activation(name):
   return _ACTIVATIONS[name]
 
 
-def layer_norm(x, gamma, beta, training=True):
+def layer_norm(x, gamma, beta, fused=None):
   """LayerNorm over the last axis, computed in float32 with epsilon 1e-12.
 
   Args:
     x: tensor [..., H], any float dtype.
     gamma: float32 variable [H].
     beta: float32 variable [H].
-    training: python bool. False (inference) may take oneDNN's fused LayerNorm,
-      see _layer_norm_onednn.
+    fused: None, or a scalar bool tensor from fused_layer_norm_condition: where it
+      is true, oneDNN's fused LayerNorm (_layer_norm_onednn) computes the result.
 
   Returns:
     float32 tensor [..., H].
@@ -172,12 +172,34 @@ def layer_norm(x, gamma, beta, training=True):
   with tf.name_scope("layer_norm"):
     x = tf.cast(x, tf.float32)
     gamma, beta = tf.convert_to_tensor(gamma), tf.convert_to_tensor(beta)
-    if (not training and x.shape[:-1].num_elements() is None
-        and _onednn_layer_norm_available()):
-      return tf.cond(tf.size(x) >= FUSED_LAYER_NORM_MIN_SIZE,
-                     lambda: _layer_norm_onednn(x, gamma, beta),
-                     lambda: _layer_norm_float32(x, gamma, beta))
-    return _layer_norm_float32(x, gamma, beta)
+    if fused is None:
+      return _layer_norm_float32(x, gamma, beta)
+    return tf.cond(fused, lambda: _layer_norm_onednn(x, gamma, beta),
+                   lambda: _layer_norm_float32(x, gamma, beta))
+
+
+def fused_layer_norm_condition(x, training):
+  """Whether inference LayerNorms of tensors the size of x take oneDNN's kernel.
+
+  Only for inference on an unknown number of rows (see _layer_norm_onednn), with
+  TensorFlow's oneDNN CPU kernels on and no GPU or TPU visible; then a scalar bool
+  tensor, true from FUSED_LAYER_NORM_MIN_SIZE values. One condition serves all the
+  LayerNorms of that size in a model, since every tf.cond adds a few graph nodes:
+  BERT-Small at batch 1, with the variants alternating in one process, paid 4.1% a
+  call for a size test per LayerNorm and 2.5% for one shared test (bench/RESULTS.md,
+  session 9).
+
+  Args:
+    x: tensor [..., H].
+    training: python bool.
+
+  Returns:
+    None (plain ops) or a scalar bool tensor, for layer_norm's `fused`.
+  """
+  if (training or x.shape[:-1].num_elements() is not None
+      or not _onednn_layer_norm_available()):
+    return None
+  return tf.size(x) >= FUSED_LAYER_NORM_MIN_SIZE
 
 
 # Inference LayerNorms of at least this many values take oneDNN's fused kernel,
@@ -209,8 +231,8 @@ def _layer_norm_onednn(x, gamma, beta):
   needs the number of rows unknown when the graph is optimized: for a static shape
   the Fills become constants, the rewrite does not apply, and the batch norm runs
   unfused, slower than _layer_norm_float32. So layer_norm takes this form only for
-  an unknown number of rows, as in the SavedModel signatures and the evaluation and
-  prediction loops.
+  an unknown number of rows (fused_layer_norm_condition), as in the SavedModel
+  signatures and the evaluation and prediction loops.
 
   Args:
     x: float32 [..., H], H static.
@@ -577,7 +599,7 @@ class TransformerLayer(NamedVariableModule):
     return tf.unstack(qkv, num=3, axis=0)
 
   def __call__(self, x, mask_adder, batch_size, seq_length, training=False,
-               dropout_seed=None, first_token_only=False):
+               dropout_seed=None, first_token_only=False, fused_layer_norm=None):
     """Runs the layer.
 
     Args:
@@ -590,6 +612,8 @@ class TransformerLayer(NamedVariableModule):
       first_token_only: python bool: compute the output of the first position only
         (it still attends to every position), as the last layer under a pooled
         head needs.
+      fused_layer_norm: None, or fused_layer_norm_condition of the [B*S, H]
+        residual stream (not used for the [B, H] LayerNorms of first_token_only).
 
     Returns:
       float32 [B*S, H], or [B, H] with first_token_only.
@@ -626,8 +650,9 @@ class TransformerLayer(NamedVariableModule):
 
       attn = self.attention_output(context, dt, training)  # [B*S or B, H]
       attn = dropout(attn, cfg.hidden_dropout_prob, training, dropout_seed, 1)
+      fused = None if first_token_only else fused_layer_norm
       attn = layer_norm(tf.cast(attn, tf.float32) + x, self.attention_ln_gamma,
-                        self.attention_ln_beta, training)  # float32 [B*S or B, H]
+                        self.attention_ln_beta, fused)  # float32 [B*S or B, H]
 
     with tf.name_scope("ffn"):
       activation = self.training_activation if training else self.activation
@@ -635,7 +660,7 @@ class TransformerLayer(NamedVariableModule):
       out = self.output_dense(inter, dt, training)  # [B*S or B, H]
       out = dropout(out, cfg.hidden_dropout_prob, training, dropout_seed, 2)
       return layer_norm(tf.cast(out, tf.float32) + attn, self.output_ln_gamma,
-                        self.output_ln_beta, training)
+                        self.output_ln_beta, fused)
 
 
 class BertModel(NamedVariableModule):
@@ -736,7 +761,9 @@ class BertModel(NamedVariableModule):
     emb = tf.gather(tf.convert_to_tensor(self.word_embeddings), input_ids)  # [B, S, H]
     emb += tf.gather(tf.convert_to_tensor(self.token_type_embeddings), token_type_ids)
     emb += tf.expand_dims(self.position_embeddings[:seq_length], 0)  # [1, S, H]
-    emb = layer_norm(emb, self.embedding_ln_gamma, self.embedding_ln_beta, training)
+    fused_layer_norm = fused_layer_norm_condition(emb, training)  # [B*S, H] values
+    emb = layer_norm(emb, self.embedding_ln_gamma, self.embedding_ln_beta,
+                     fused_layer_norm)
     emb = dropout(emb, cfg.hidden_dropout_prob, training, dropout_seed, 0)  # [B, S, H]
 
     mask = tf.cast(tf.reshape(input_mask, [batch_size, 1, 1, seq_length]), tf.float32)
@@ -749,7 +776,8 @@ class BertModel(NamedVariableModule):
                     tf.random.experimental.stateless_fold_in(dropout_seed, index + 1))
       last = index == len(self.layers) - 1
       x = layer(x, mask_adder, batch_size, seq_length, training=training,
-                dropout_seed=layer_seed, first_token_only=pooled_only and last)
+                dropout_seed=layer_seed, first_token_only=pooled_only and last,
+                fused_layer_norm=fused_layer_norm)
       all_layers.append(tf.reshape(x, [batch_size, -1, cfg.hidden_size]))
     sequence_output = all_layers[-1]  # [B, S, H] ([B, 1, H] with pooled_only)
     first_token = sequence_output[:, 0, :]  # [B, H]

@@ -312,9 +312,11 @@ def _layer_norm_reference(x, gamma, beta):
   return (x - mean) / np.sqrt(variance + 1e-12) * gamma + beta
 
 
-def _executed_op_types(fetch, feed):
+def _executed_op_types(fetch, feed, init=None):
   """The op types a v1 session ran for `fetch`, after TensorFlow's graph rewrites."""
   with tf.compat.v1.Session(graph=fetch.graph) as sess:
+    if init is not None:
+      sess.run(init)
     metadata = tf.compat.v1.RunMetadata()
     sess.run(fetch, feed, options=tf.compat.v1.RunOptions(trace_level=3),
              run_metadata=metadata)
@@ -326,7 +328,7 @@ def _executed_op_types(fetch, feed):
 def test_inference_layer_norm_takes_the_fused_kernel_from_a_size():
   """Inference with an unknown number of rows: oneDNN's LayerNorm (when TensorFlow's
   oneDNN CPU kernels are on) from FUSED_LAYER_NORM_MIN_SIZE values, with the
-  original's epsilon; the plain ops below it, and always in training."""
+  original's epsilon; the plain ops below it, for a known shape and in training."""
   rng = np.random.RandomState(5)
   h = 32
   rows = (encoder_lib.FUSED_LAYER_NORM_MIN_SIZE // h // 7 + 1) * 7
@@ -342,13 +344,16 @@ def test_inference_layer_norm_takes_the_fused_kernel_from_a_size():
   with graph.as_default():
     ph = tf.compat.v1.placeholder(tf.float32, [None, h])
     known = tf.compat.v1.placeholder(tf.float32, [rows, h])
+    condition = encoder_lib.fused_layer_norm_condition
     inference = encoder_lib.layer_norm(ph, tf.constant(gamma), tf.constant(beta),
-                                       training=False)
+                                       condition(ph, training=False))
+    assert condition(ph, training=True) is None
     train = encoder_lib.layer_norm(ph, tf.constant(gamma), tf.constant(beta))
     # A known shape keeps the plain ops: there the rewrite cannot apply, and an
     # unfused batch norm would be slower.
+    assert condition(known, training=False) is None
     inference_known = encoder_lib.layer_norm(known, tf.constant(gamma),
-                                             tf.constant(beta), training=False)
+                                             tf.constant(beta))
   for fetch, feed, fused in ((inference, {ph: x}, fused_expected),
                              (inference, {ph: x[:100]}, False),
                              (train, {ph: x}, False),
@@ -357,7 +362,8 @@ def test_inference_layer_norm_takes_the_fused_kernel_from_a_size():
     assert ("_MklLayerNorm" in op_types) == fused
     assert not [t for t in op_types if "BatchNorm" in t], op_types
 
-  fn = tf.function(lambda t: encoder_lib.layer_norm(t, gamma, beta, training=False),
+  fn = tf.function(lambda t: encoder_lib.layer_norm(
+      t, gamma, beta, encoder_lib.fused_layer_norm_condition(t, training=False)),
                    input_signature=[tf.TensorSpec([None, None, h])])
   expected = _layer_norm_reference(x, gamma, beta)
   out = fn(x.reshape(-1, 7, h)).numpy().reshape(rows, h)
@@ -378,6 +384,16 @@ def test_inference_with_the_fused_layer_norm_matches_the_plain_one():
   static = tf.function(lambda i, m, t: model(i, m, t))  # known shape: plain ops
   np.testing.assert_allclose(dynamic(ids, mask, types), static(ids, mask, types),
                              atol=1e-5, rtol=1e-5)
+  # The model passes the condition to its LayerNorms: the fused kernel runs.
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.compat.v1.set_random_seed(1)
+    graph_model = BertClassifier(config, num_labels=3)
+    phs = [tf.compat.v1.placeholder(tf.int32, [None, None]) for _ in range(3)]
+    logits = graph_model(*phs)
+    init = tf.compat.v1.global_variables_initializer()
+  op_types = _executed_op_types(logits, dict(zip(phs, (ids, mask, types))), init)
+  assert ("_MklLayerNorm" in op_types) == encoder_lib._onednn_layer_norm_available()
 
 
 @pytest.mark.parametrize("shape", [(64, 128, 64), (3, 5, 7)])
