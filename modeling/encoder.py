@@ -17,6 +17,11 @@ import tensorflow as tf
 from modeling.config import BertConfig
 
 LAYER_NORM_EPSILON = 1e-12
+# Inference LayerNorms of at least this many values take oneDNN's fused kernel,
+# whose fixed cost (about 0.15 ms a call on the benchmark host) is more than it saves
+# on small tensors: the two forms break even at about 73K values (96 x 768 and
+# 192 x 384), bench/RESULTS.md, session 9.
+FUSED_LAYER_NORM_MIN_SIZE = 96 * 1024
 # Added to the attention scores of padded positions, as the original (not -inf, so a
 # fully padded row still gives a finite uniform softmax).
 MASK_ADDER = -10000.0
@@ -200,13 +205,6 @@ def fused_layer_norm_condition(x, training):
       or not _onednn_layer_norm_available()):
     return None
   return tf.size(x) >= FUSED_LAYER_NORM_MIN_SIZE
-
-
-# Inference LayerNorms of at least this many values take oneDNN's fused kernel,
-# whose fixed cost (about 0.15 ms a call on the benchmark host) is more than it saves
-# on small tensors: the two forms break even at about 73K values (96 x 768 and
-# 192 x 384), bench/RESULTS.md, session 9.
-FUSED_LAYER_NORM_MIN_SIZE = 96 * 1024
 
 
 def _onednn_layer_norm_available():
