@@ -325,20 +325,38 @@ def test_ragged_ids_match_reference(vocab_file, bert_vocab_file, do_lower_case,
                                     monkeypatch):
   texts = _fuzz_texts(seed=99 + int(do_lower_case), count=400) + MULTILINGUAL_SAMPLE
   texts += [b"caf\xc3\xa9 na\xc3\xafve", "", "   ", "un\x1cwanted un\x1cwanted"]
-  # Chunks of 64 texts: words recur across chunks and the parts are concatenated.
-  monkeypatch.setattr(tokenization, "_TEXTS_PER_CHUNK", 64)
+  assert sum(isinstance(t, str) and bool(tokenization._SPLIT_UNSAFE_RE.search(t))
+             for t in texts) > 20
   for path in (vocab_file, bert_vocab_file):
     ref = _reference_tokenizer(path, do_lower_case)
     expected = [_ref_ids(ref, t) for t in texts]
-    batch = tokenization.BatchTokenizer(
-        tokenization.FullTokenizer(path, do_lower_case=do_lower_case))
-    for _ in range(2):  # cold, then warm
-      values, row_lengths = batch.tokenize_to_ragged_ids(texts)
-      assert values.dtype == np.int64 and row_lengths.dtype == np.int64
-      assert _unragged(values, row_lengths) == expected
+    # One chunk split 256 texts at a time; then chunks of 64 texts (words recur
+    # across chunks, whose parts are concatenated) split 10 at a time, so texts
+    # with split-unsafe characters fall at every place in a split.
+    for per_chunk, per_split in ((1 << 17, 256), (64, 10)):
+      monkeypatch.setattr(tokenization, "_TEXTS_PER_CHUNK", per_chunk)
+      monkeypatch.setattr(tokenization, "_TEXTS_PER_SPLIT", per_split)
+      batch = tokenization.BatchTokenizer(
+          tokenization.FullTokenizer(path, do_lower_case=do_lower_case))
+      for _ in range(2):  # cold, then warm
+        values, row_lengths = batch.tokenize_to_ragged_ids(texts)
+        assert values.dtype == np.int64 and row_lengths.dtype == np.int64
+        assert _unragged(values, row_lengths) == expected
     # Another tokenizer class goes text by text.
     values, row_lengths = tokenization.BatchTokenizer(ref).tokenize_to_ragged_ids(texts)
     assert _unragged(values, row_lengths) == expected
+
+
+def test_segment_index():
+  rng = np.random.default_rng(5)
+  for _ in range(20):
+    lengths = rng.integers(0, 4, rng.integers(0, 30))
+    starts = rng.integers(0, 50, lengths.size)
+    expected = [s + k for s, n in zip(starts.tolist(), lengths.tolist())
+                for k in range(n)]
+    index = tokenization.segment_index(starts, lengths)
+    assert index.dtype == np.int64 and index.tolist() == expected
+  assert tokenization.segment_index(np.array([7, 9]), np.array([0, 0])).size == 0
 
 
 def test_ragged_ids_edge_cases(vocab_file):
