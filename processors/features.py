@@ -218,10 +218,10 @@ class _TokenizedExamples(object):
 
   def __init__(self, examples, tokenizer):
     # Comprehensions rather than one loop with appends: this runs once per example
-    # of the data set.
-    is_padding = [isinstance(e, PaddingInputExample) for e in examples]
-    if any(is_padding):
-      real_rows = [i for i, padding in enumerate(is_padding) if not padding]
+    # of the data set. Padding is looked for among the distinct types first.
+    if any(issubclass(t, PaddingInputExample) for t in set(map(type, examples))):
+      real_rows = [i for i, e in enumerate(examples)
+                   if not isinstance(e, PaddingInputExample)]
       self.real_examples = [examples[i] for i in real_rows]
     else:
       real_rows = range(len(examples))
@@ -252,8 +252,15 @@ class _TokenizedExamples(object):
 
 def _copy_segments(dest, dest_starts, source, source_starts, lengths):
   """dest[dest_starts[i] + k] = source[source_starts[i] + k] for k < lengths[i]."""
-  dest[tokenization.segment_index(dest_starts, lengths)] = (
-      source[tokenization.segment_index(source_starts, lengths)])
+  if source_starts.size and np.array_equal(source_starts[1:],
+                                           (source_starts + lengths)[:-1]):
+    # The segments follow each other in source (nothing was cut off by
+    # truncation): one slice, no gather.
+    begin = int(source_starts[0])
+    source = source[begin:begin + int(lengths.sum())]
+  else:
+    source = source[tokenization.segment_index(source_starts, lengths)]
+  dest[tokenization.segment_index(dest_starts, lengths)] = source
 
 
 def convert_examples_to_arrays(examples, label_list, max_seq_length,

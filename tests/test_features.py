@@ -104,8 +104,9 @@ def test_truncated_pair_lengths_array_matches_scalar():
     assert list(zip(new_a.tolist(), new_b.tolist())) == expected, max_length
 
 
-@pytest.mark.parametrize("max_seq_length", [5, 9, 16])
+@pytest.mark.parametrize("max_seq_length", [5, 9, 16, 64])
 def test_bulk_conversion_equals_single(tokenizer, max_seq_length):
+  # At 64 nothing is truncated, so the ids are copied without a gather.
   examples = _examples()
   expected = [processors.convert_single_example(i, e, _LABELS, max_seq_length, tokenizer)
               for i, e in enumerate(examples)]
