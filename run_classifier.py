@@ -228,9 +228,7 @@ def _run_config(label_list, bert_config, tokenizer_id):
 
 def load_examples(processor, split):
   """Calls the processor's getter for `split` ("train", "dev" or "test") on --data_dir."""
-  getter = {"train": processor.get_train_examples, "dev": processor.get_dev_examples,
-            "test": processor.get_test_examples}[split]
-  return getter(FLAGS.data_dir)
+  return processors.get_examples(processor, split, FLAGS.data_dir)
 
 
 def validate_flags_or_throw(bert_config):

@@ -10,7 +10,8 @@ the model-ready int64 arrays input_ids / input_mask / segment_ids [N, 128] and t
 label ids [N].
 
 One run starts one worker process per stack, one after the other so they never
-share the cores: this project in .venv (processors.get_processor("sst-2") to read,
+share the cores: this project in .venv (processors.get_examples with the "sst-2"
+processor to read, as run_classifier.py reads,
 processors.convert_examples_to_arrays to convert: the function the CLI's
 file_based_convert_examples_to_features runs before writing train.tf_record), and
 Hugging Face in .venv-bench (`bash bench/setup_bench_env.sh`; the TSV read with the
@@ -110,7 +111,8 @@ def worker_ours(args):
 
   processor = processors.get_processor("sst-2")
   task_dir = os.path.join(args.data_dir, "glue", "SST-2")
-  examples, read_s, _ = _clock(lambda: processor.get_train_examples(task_dir))
+  examples, read_s, _ = _clock(lambda: processors.get_examples(processor, "train",
+                                                                task_dir))
   label_list = processor.get_labels()
   _result(stack="ours", figure="read", seconds=round(read_s, 4), rows=len(examples))
 

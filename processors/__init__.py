@@ -5,11 +5,12 @@ convert_single_example, file_based_convert_examples_to_features,
 file_based_input_fn_builder, ...), plus a task-name registry:
 
   processor = processors.get_processor("emotion")
+  examples = processors.get_examples(processor, "train", data_dir)  # GC paused
   processors.load_processor_module("my_processors.py")  # registers user processors
 """
 
 from processors.base import (DataError, DataProcessor, InputExample, InputFeatures,
-                             PaddingInputExample)
+                             PaddingInputExample, get_examples)
 from processors.emotion import EmotionProcessor
 from processors.features import (_truncate_seq_pair, convert_examples_to_arrays,
                                  convert_examples_to_features, convert_single_example,

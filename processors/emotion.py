@@ -59,17 +59,17 @@ class EmotionProcessor(DataProcessor):
         first = False
         continue
       first = False
-      where = f"{path}:{number}"
       if set_type == "test":
         if label is None or label.strip() not in _LABELS:
           text, label = line, _LABELS[0]
       elif label is None:
-        raise DataError(f"{where}: expected `text;label` (2 fields separated by "
-                        f"the last ';'), found 1 field")
+        raise DataError(f"{path}:{number}: expected `text;label` (2 fields separated "
+                        f"by the last ';'), found 1 field")
       label = label.strip()
       if not text.strip():
-        raise DataError(f"{where}: empty text")
-      self._check_label(where, label)
+        raise DataError(f"{path}:{number}: empty text")
+      if label not in self.get_labels():
+        self._check_label(f"{path}:{number}", label)  # raises, naming the line
       guid = "%s-%d" % (set_type, len(examples))
       examples.append(InputExample(guid=guid, text_a=text, text_b=None, label=label))
     return examples

@@ -7,15 +7,14 @@ are serialized straight from those arrays (processors.tfrecord).
 """
 
 import collections
-import contextlib
-import gc
 from typing import Dict, List
 
 from absl import logging
 import numpy as np
 
 import tokenization
-from processors.base import DataError, InputFeatures, PaddingInputExample
+from processors.base import (DataError, InputFeatures, PaddingInputExample,
+                             gc_paused)
 from processors.tfrecord import serialize_int64_examples, write_tfrecord_atomic
 
 _LOGGED_EXAMPLES = 5
@@ -89,24 +88,6 @@ def truncated_pair_lengths_array(len_a: np.ndarray, len_b: np.ndarray,
   new_b = np.where(fits | only_a_cut, len_b,
                    np.where(only_b_cut, max_length - len_a, max_length // 2))
   return new_a, new_b
-
-
-@contextlib.contextmanager
-def _gc_paused():
-  """Pauses the cyclic garbage collector for a bulk conversion.
-
-  Tokenizing a data set allocates millions of small, acyclic lists, and every
-  few hundred allocations trigger a collection that scans all live objects (the
-  examples included): about a quarter of the conversion time on SST-2. Reference
-  counting still frees everything; only cycle detection waits until the end.
-  """
-  was_enabled = gc.isenabled()
-  gc.disable()
-  try:
-    yield
-  finally:
-    if was_enabled:
-      gc.enable()
 
 
 def _label_map(label_list):
@@ -281,7 +262,7 @@ def convert_examples_to_arrays(examples, label_list, max_seq_length,
     DataError: an example's label is not in label_list.
     ValueError: max_seq_length < 3.
   """
-  with _gc_paused():
+  with gc_paused():
     return _convert_examples_to_arrays(examples, label_list, max_seq_length,
                                        tokenizer)
 
@@ -422,7 +403,7 @@ def token_lengths(examples, tokenizer) -> np.ndarray:
   Returns:
     int64 array [N]; compare with max_seq_length to see how much is truncated.
   """
-  with _gc_paused():
+  with gc_paused():
     tokenized = _TokenizedExamples(examples, tokenizer)
   real = tokenized.real_rows
   lengths = np.zeros(len(examples), dtype=np.int64)

@@ -52,7 +52,7 @@ class MrpcProcessor(_TsvProcessor):
       if set_type == "test":
         label = "0"
       else:
-        label = self._check_label(self._where(lines, i), lines[i][0])
+        label = self._row_label(lines, i, lines[i][0])
       examples.append(_example(guid, text_a, text_b, label))
     return examples
 
@@ -91,7 +91,7 @@ class Sst2Processor(_TsvProcessor):
         label = "0"
       else:
         text_a = self._text(lines, i, 0)
-        label = self._check_label(self._where(lines, i), lines[i][1])
+        label = self._row_label(lines, i, lines[i][1])
       examples.append(_example(guid, text_a, None, label))
     return examples
 
@@ -131,7 +131,7 @@ class ColaProcessor(_TsvProcessor):
       else:
         self._check_columns(lines, i, 4)
         text_a = self._text(lines, i, 3)
-        label = self._check_label(self._where(lines, i), lines[i][1])
+        label = self._row_label(lines, i, lines[i][1])
       examples.append(_example(guid, text_a, None, label))
     return examples
 
@@ -171,7 +171,7 @@ class MnliProcessor(_TsvProcessor):
       if set_type == "test":
         label = "contradiction"
       else:
-        label = self._check_label(self._where(lines, i), lines[i][-1])
+        label = self._row_label(lines, i, lines[i][-1])
       examples.append(_example(guid, text_a, text_b, label))
     return examples
 
@@ -204,7 +204,7 @@ class XnliProcessor(_TsvProcessor):
       # The translated MultiNLI files spell this label differently.
       if label == "contradictory":
         label = "contradiction"
-      label = self._check_label(self._where(lines, i), label)
+      label = self._row_label(lines, i, label)
       examples.append(_example(guid, text_a, text_b, label))
     return examples
 
@@ -223,7 +223,7 @@ class XnliProcessor(_TsvProcessor):
         continue
       text_a = self._text(lines, i, 6)
       text_b = self._text(lines, i, 7)
-      label = self._check_label(self._where(lines, i), lines[i][1])
+      label = self._row_label(lines, i, lines[i][1])
       examples.append(_example(guid, text_a, text_b, label))
     return examples
 

@@ -1,5 +1,6 @@
 """Tests of the data processors and the task registry on small hand-written files."""
 
+import gc
 import logging
 import os
 import sys
@@ -355,6 +356,36 @@ def test_read_tsv_keeps_quotes_and_reports_lines(tmp_path):
   rows = processors.DataProcessor._read_tsv(path)
   assert rows == [["a", "\"b"], [], ["c"]]
   assert rows.line_numbers == [1, 2, 3] and rows.path == path
+
+
+def test_read_tsv_names_the_line_of_a_csv_error(tmp_path):
+  # Lines read in one call without quoting, one by one with a quote character:
+  # either way an oversized field (over the csv module's 131,072 characters) is
+  # reported with its line.
+  path = _write(tmp_path / "x.tsv", "a\tb\nc\t" + "x" * 140000 + "\nd\te\n")
+  for quotechar in (None, '"'):
+    with pytest.raises(processors.DataError, match=r"x\.tsv:2: malformed TSV"):
+      processors.DataProcessor._read_tsv(path, quotechar=quotechar)
+
+
+def test_get_examples_pauses_the_garbage_collector(tmp_path):
+  _write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\nbad\t0\n")
+  _write(tmp_path / "dev.tsv", "sentence\tlabel\nok\t2\n")
+  seen = []
+
+  class Recording(processors.Sst2Processor):
+    def _create_examples(self, lines, set_type):
+      seen.append(gc.isenabled())
+      return super()._create_examples(lines, set_type)
+
+  processor = Recording()
+  examples = processors.get_examples(processor, "train", str(tmp_path))
+  assert [(e.guid, e.text_a, e.label) for e in examples] == [
+      ("train-1", "good", "1"), ("train-2", "bad", "0")]
+  # The collector runs again afterwards, also after an error.
+  with pytest.raises(processors.DataError, match=r"dev\.tsv:2: unknown label '2'"):
+    processors.get_examples(processor, "dev", str(tmp_path))
+  assert seen == [False, False] and gc.isenabled()
 
 
 def test_user_module_can_import_the_running_script(tmp_path):
