@@ -1,5 +1,6 @@
 """SQuAD reading, windowing and TFRecords, checked against Model Garden's port of the original."""
 
+import gc
 import json
 
 import numpy as np
@@ -240,3 +241,22 @@ def test_context_without_tokens_fails_before_conversion(tmp_path):
   examples, _ = squad.read_squad_examples(str(path), False)
   with pytest.raises(DataError, match="without any token.*c1, c2, c3"):
     squad.convert_examples_to_features(examples, tok, 32, 8, 12, False)
+  # The garbage collector, paused for the conversion, runs again after an error.
+  assert gc.isenabled()
+
+
+def test_reading_and_conversion_pause_the_garbage_collector(tmp_path, monkeypatch):
+  data = squad_helpers.v1_data()
+  path = squad_helpers.write_squad(tmp_path / "squad.json", data)
+  tok, _ = _tokenizers(tmp_path, data)
+  seen = []
+  loads = json.loads
+  monkeypatch.setattr(squad.json, "loads", lambda *a, **k: (
+      seen.append(("read", gc.isenabled())), loads(*a, **k))[1])
+  tokenize = tok.tokenize
+  monkeypatch.setattr(tok, "tokenize", lambda text: (
+      seen.append(("convert", gc.isenabled())), tokenize(text))[1])
+  examples, _ = squad.read_squad_examples(str(path), False)
+  squad.convert_examples_to_features(examples, tok, 32, 8, 4, False, log_examples=0)
+  assert seen and {kind for kind, _ in seen} == {"read", "convert"}
+  assert not any(enabled for _, enabled in seen) and gc.isenabled()
