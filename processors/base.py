@@ -141,9 +141,14 @@ def read_text_lines(input_file: str):
     data = data[3:]
   raw_lines = data.splitlines()
   try:
-    return list(enumerate([raw.decode("utf-8") for raw in raw_lines], start=1))
+    texts = [raw.decode("utf-8") for raw in raw_lines]
   except UnicodeDecodeError:
-    pass  # find the line, below
+    _raise_for_first_bad_line(input_file, raw_lines)
+  return list(enumerate(texts, start=1))
+
+
+def _raise_for_first_bad_line(input_file, raw_lines):
+  """Raises DataError naming the first of `raw_lines` that is not UTF-8."""
   for number, raw in enumerate(raw_lines, start=1):
     try:
       raw.decode("utf-8")
@@ -151,7 +156,6 @@ def read_text_lines(input_file: str):
       raise DataError(f"{input_file}:{number}: bytes are not valid UTF-8 "
                       f"(byte {e.start + 1} of the line: {raw[e.start:e.start + 4]!r})"
                       ) from None
-  raise AssertionError("a line failed to decode, then decoded")
 
 
 def _is_file(path: str) -> bool:
@@ -252,7 +256,11 @@ class DataProcessor(object):
     return text
 
   def _row_label(self, lines, i, label):
-    """Returns `label`, read from row i of `lines`; DataError naming the line if unknown."""
+    """Returns `label`, read from row i of `lines`, if get_labels() has it.
+
+    Raises:
+      DataError: naming the file and line, when the label is unknown.
+    """
     if label not in self.get_labels():
       self._check_label(self._where(lines, i), label)  # raises
     return label
