@@ -698,7 +698,10 @@ def segment_index(starts, lengths):
   """
   starts = np.asarray(starts, dtype=np.int64)
   lengths = np.asarray(lengths, dtype=np.int64)
-  if lengths.size and lengths.min() <= 0:
+  smallest = lengths.min() if lengths.size else 1
+  if smallest < 0:
+    raise ValueError(f"segment lengths must be >= 0, got {smallest}")
+  if smallest == 0:
     keep = lengths > 0
     starts, lengths = starts[keep], lengths[keep]
   if not lengths.size:

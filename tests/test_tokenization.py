@@ -357,6 +357,8 @@ def test_segment_index():
     index = tokenization.segment_index(starts, lengths)
     assert index.dtype == np.int64 and index.tolist() == expected
   assert tokenization.segment_index(np.array([7, 9]), np.array([0, 0])).size == 0
+  with pytest.raises(ValueError, match="must be >= 0"):
+    tokenization.segment_index(np.array([7, 9]), np.array([2, -1]))
 
 
 def test_ragged_ids_edge_cases(vocab_file):
