@@ -65,23 +65,34 @@ _INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
 _TANH_SCALE = 0.7978845608028654  # sqrt(2 / pi)
 
 
-def _in_float32(fn):
-  """Wraps fn(x32) -> (y32, grad_factor32) as an op with its own gradient.
+def _fused_for_training(parts):
+  """An op computing parts(x)[0] in float32, as one XLA-compiled pass each way.
 
-  The op computes in float32 whatever the dtype of x, and its gradient is
-  dy * grad_factor, from the factor saved by the forward pass. TensorFlow's
-  element-wise kernels measured slower in bfloat16 than in float32 here (erfc most:
-  10.5 against 2.9 ms on [768, 1536]), and autodiff of tf.nn.gelu runs several
-  more element-wise passes backward; this runs one.
+  parts(x32) returns (y32, dy/dx32). On CPU every TensorFlow element-wise op is a
+  pass over the whole tensor in memory, and a tanh GELU and its gradient take
+  about fifteen of them. Here the forward pass (cast, the formula, cast back) is
+  one XLA-compiled loop, and the backward pass another that recomputes the factor
+  from x instead of saving it, so a 16-bit step keeps x (16-bit) rather than a
+  float32 factor. A [4096, 3072] bfloat16 forward and backward pass (BERT-Base's
+  feed-forward at batch 32 x 128) went from 79-84 to 18-20 ms, float32 from 79-88
+  to 28-30 ms (bench/RESULTS.md, session 11). XLA compiles each pass once per new
+  shape (about 55 ms for both on 2 cores); a training loop sees a bounded set of
+  shapes. The values agree with the unfused ops to float32 rounding, then rounded
+  to x's dtype.
   """
+  @tf.function(jit_compile=True, autograph=False)
+  def forward(x):
+    y, _ = parts(tf.cast(x, tf.float32))
+    return tf.cast(y, x.dtype)
+
+  @tf.function(jit_compile=True, autograph=False)
+  def backward(dy, x):
+    _, factor = parts(tf.cast(x, tf.float32))
+    return tf.cast(tf.cast(dy, tf.float32) * factor, dy.dtype)
+
   @tf.custom_gradient
   def op(x):
-    y, factor = fn(tf.cast(x, tf.float32))
-
-    def grad(dy):
-      return tf.cast(tf.cast(dy, tf.float32) * factor, x.dtype)
-
-    return tf.cast(y, x.dtype), grad
+    return forward(x), lambda dy: backward(dy, x)
 
   return op
 
@@ -99,35 +110,29 @@ def _gelu_tanh_parts(x):
   return half_x * (1.0 + t), 0.5 * (1.0 + t) + half_x * dt
 
 
-_gelu_exact_float32 = _in_float32(_gelu_exact_parts)
-_gelu_tanh_float32 = _in_float32(_gelu_tanh_parts)
+_gelu_exact_fused = _fused_for_training(_gelu_exact_parts)
+_gelu_tanh_fused = _fused_for_training(_gelu_tanh_parts)
 
 
 def gelu_for_training(x):
   """`gelu` (tanh approximation) for training: the same values to float32 rounding.
 
   Training has no use for the inference fusion of tf.nn.gelu (the gradient needs
-  the matmul's output). In a 16-bit dtype this computes in float32 with its own
-  gradient: a [768, 1536] bfloat16 forward and backward pass went from 12.2 to
-  9.0 ms (bench/RESULTS.md, session 4). In float32 tf.nn.gelu stays (5.4 ms
-  against 5.8).
+  the matmul's output); _fused_for_training computes it and its gradient in one
+  pass each, in any dtype.
   """
   with tf.name_scope("gelu"):
-    if x.dtype == tf.float32:
-      return tf.nn.gelu(x, approximate=True)
-    return _gelu_tanh_float32(x)
+    return _gelu_tanh_fused(x)
 
 
 def gelu_exact_for_training(x):
-  """`gelu_exact` for training, computed in float32 with its own gradient.
+  """`gelu_exact` for training, as gelu_for_training (one fused pass each way).
 
-  A [768, 1536] forward and backward pass (MiniLM's feed-forward at batch 32 x
-  24 tokens) went from 21.6 to 5.6 ms in bfloat16 and from 7.8 to 5.3 ms in
-  float32 (bench/RESULTS.md, session 4); values agree with tf.nn.gelu to float32
-  rounding.
+  A [4096, 1536] bfloat16 forward and backward pass (MiniLM's feed-forward at batch
+  32 x 128) went from 31-36 to 11 ms (bench/RESULTS.md, session 11).
   """
   with tf.name_scope("gelu_exact"):
-    return _gelu_exact_float32(x)
+    return _gelu_exact_fused(x)
 
 
 _TRAINING_ACTIVATIONS = {gelu: gelu_for_training, gelu_exact: gelu_exact_for_training}

@@ -269,18 +269,37 @@ def test_training_gelu_matches_tf_nn_gelu_and_its_gradient(name, approximate):
     with tf.GradientTape() as tape:
       tape.watch(inputs)
       y = fn(inputs)
-      loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
+      loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights[:, :tf.shape(inputs)[1]])
     return tf.cast(y, tf.float32), tf.cast(tape.gradient(loss, inputs), tf.float32)
 
   ref_y, ref_g = value_and_grad(lambda t: tf.nn.gelu(t, approximate=approximate), x)
   y, g = value_and_grad(training_fn, x)
   np.testing.assert_allclose(y, ref_y, atol=2e-6)
-  np.testing.assert_allclose(g, ref_g, atol=2e-6)
+  # float32 tanh and erf differ by a few ulps between TensorFlow's kernels and
+  # XLA's; both gradients are within 4e-6 of the float64 formula.
+  np.testing.assert_allclose(g, ref_g, atol=1e-5)
+  xd = x.numpy().astype(np.float64)
+  if approximate:
+    t = np.tanh(np.sqrt(2 / np.pi) * (xd + 0.044715 * xd ** 3))
+    exact_g = 0.5 * (1 + t) + 0.5 * xd * (1 - t ** 2) * np.sqrt(2 / np.pi) * (
+        1 + 3 * 0.044715 * xd ** 2)
+  else:
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(xd / np.sqrt(2)))
+    exact_g = cdf + xd * np.exp(-0.5 * xd ** 2) / np.sqrt(2 * np.pi)
+  np.testing.assert_allclose(g, exact_g * weights.numpy(), atol=5e-6)
   # bfloat16 in and out, float32 inside: within bfloat16 rounding of the reference.
   y16, g16 = value_and_grad(training_fn, tf.cast(x, tf.bfloat16))
   assert y16.dtype == tf.float32  # (cast back by value_and_grad)
   np.testing.assert_allclose(y16, ref_y, atol=0.05, rtol=0.01)
   np.testing.assert_allclose(g16, ref_g, atol=0.05, rtol=0.01)
+  # Inside a graph traced for any shape (the training loop's), where the fused
+  # passes are compiled per concrete shape: two shapes, the same values.
+  traced = tf.function(lambda t: value_and_grad(training_fn, t),
+                       input_signature=[tf.TensorSpec([None, None], tf.float32)])
+  for cols in (48, 17):
+    y_g, g_g = traced(x[:, :cols])
+    np.testing.assert_allclose(y_g, ref_y[:, :cols], atol=2e-6)
+    np.testing.assert_allclose(g_g, ref_g[:, :cols], atol=1e-5)
 
 
 def test_layer_norm_gradient_matches_autodiff():
