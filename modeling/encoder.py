@@ -66,33 +66,52 @@ _TANH_SCALE = 0.7978845608028654  # sqrt(2 / pi)
 
 
 def _fused_for_training(parts):
-  """An op computing parts(x)[0] in float32, as one XLA-compiled pass each way.
+  """An op (x, bias) -> parts(x + bias)[0] in float32, one XLA-compiled pass each way.
 
   parts(x32) returns (y32, dy/dx32). On CPU every TensorFlow element-wise op is a
   pass over the whole tensor in memory, and a tanh GELU and its gradient take
-  about fifteen of them. Here the forward pass (cast, the formula, cast back) is
-  one XLA-compiled loop, and the backward pass another that recomputes the factor
-  from x instead of saving it, so a 16-bit step keeps x (16-bit) rather than a
-  float32 factor. A [4096, 3072] bfloat16 forward and backward pass (BERT-Base's
+  about fifteen of them. Here the forward pass (cast, bias, the formula, cast back)
+  is one XLA-compiled loop, and the backward pass another that recomputes the
+  factor from x instead of saving it, so a 16-bit step keeps x (16-bit) rather than
+  a float32 factor. A [4096, 3072] bfloat16 forward and backward pass (BERT-Base's
   feed-forward at batch 32 x 128) went from 79-84 to 18-20 ms, float32 from 79-88
   to 28-30 ms (bench/RESULTS.md, session 11). XLA compiles each pass once per new
   shape (about 55 ms for both on 2 cores); a training loop sees a bounded set of
   shapes. The values agree with the unfused ops to float32 rounding, then rounded
   to x's dtype.
+
+  Taking the bias here lets the matmul before it run without one: in training
+  (weights read from variables) TensorFlow's oneDNN rewrite gives a matmul with a
+  fused bias an inner-product kernel that does not use AMX, and a plain matmul
+  one that does (ONEDNN_VERBOSE shows x64:gemm:jit for the first).
+
+  Returns:
+    op(x, bias=None): x [..., N] of any float dtype, bias [N] in x's dtype or None.
   """
   @tf.function(jit_compile=True, autograph=False)
-  def forward(x):
-    y, _ = parts(tf.cast(x, tf.float32))
+  def forward(x, bias):
+    y, _ = parts(tf.cast(x, tf.float32) + tf.cast(bias, tf.float32))
     return tf.cast(y, x.dtype)
 
   @tf.function(jit_compile=True, autograph=False)
-  def backward(dy, x):
-    _, factor = parts(tf.cast(x, tf.float32))
+  def backward(dy, x, bias):
+    _, factor = parts(tf.cast(x, tf.float32) + tf.cast(bias, tf.float32))
     return tf.cast(tf.cast(dy, tf.float32) * factor, dy.dtype)
 
   @tf.custom_gradient
-  def op(x):
-    return forward(x), lambda dy: backward(dy, x)
+  def with_bias(x, bias):
+    def grad(dy):
+      dx = backward(dy, x, bias)
+      return dx, tf.raw_ops.BiasAddGrad(out_backprop=dx)
+    return forward(x, bias), grad
+
+  @tf.custom_gradient
+  def without_bias(x):
+    zero = tf.zeros([], x.dtype)
+    return forward(x, zero), lambda dy: backward(dy, x, zero)
+
+  def op(x, bias=None):
+    return without_bias(x) if bias is None else with_bias(x, bias)
 
   return op
 
@@ -114,28 +133,30 @@ _gelu_exact_fused = _fused_for_training(_gelu_exact_parts)
 _gelu_tanh_fused = _fused_for_training(_gelu_tanh_parts)
 
 
-def gelu_for_training(x):
-  """`gelu` (tanh approximation) for training: the same values to float32 rounding.
+def gelu_for_training(x, bias=None):
+  """`gelu` (tanh approximation) of x + bias for training, to float32 rounding.
 
   Training has no use for the inference fusion of tf.nn.gelu (the gradient needs
   the matmul's output); _fused_for_training computes it and its gradient in one
-  pass each, in any dtype.
+  pass each, in any dtype, adding the bias (if any) in the same pass.
   """
   with tf.name_scope("gelu"):
-    return _gelu_tanh_fused(x)
+    return _gelu_tanh_fused(x, bias)
 
 
-def gelu_exact_for_training(x):
+def gelu_exact_for_training(x, bias=None):
   """`gelu_exact` for training, as gelu_for_training (one fused pass each way).
 
   A [4096, 1536] bfloat16 forward and backward pass (MiniLM's feed-forward at batch
   32 x 128) went from 31-36 to 11 ms (bench/RESULTS.md, session 11).
   """
   with tf.name_scope("gelu_exact"):
-    return _gelu_exact_fused(x)
+    return _gelu_exact_fused(x, bias)
 
 
 _TRAINING_ACTIVATIONS = {gelu: gelu_for_training, gelu_exact: gelu_exact_for_training}
+# Training activations that add the dense layer's bias themselves: fn(x, bias).
+_TAKES_BIAS = frozenset(_TRAINING_ACTIVATIONS.values())
 
 
 _ACTIVATIONS = {
@@ -422,6 +443,11 @@ class _Dense(object):
     else:
       self.frozen = (_GraphConstant(self.kernel, dtype), _GraphConstant(self.bias, dtype))
 
+  def matmul_for_training(self, x, dtype):
+    """(x @ kernel, bias) in `dtype` for training, the bias left to the caller."""
+    return (tf.matmul(tf.cast(x, dtype), tf.cast(self.kernel, dtype)),
+            tf.cast(self.bias, dtype))
+
   def __call__(self, x, dtype, training=True):
     """x: [N, in] -> [N, out] in `dtype`."""
     x = tf.cast(x, dtype)
@@ -658,8 +684,13 @@ class TransformerLayer(NamedVariableModule):
                         self.attention_ln_beta, fused)  # float32 [B*S or B, H]
 
     with tf.name_scope("ffn"):
-      activation = self.training_activation if training else self.activation
-      inter = activation(self.intermediate(attn, dt, training))  # [B*S or B, I]
+      if training and self.training_activation in _TAKES_BIAS:
+        # The bias is added in the activation's fused pass (_fused_for_training).
+        inter = self.training_activation(
+            *self.intermediate.matmul_for_training(attn, dt))  # [B*S, I]
+      else:
+        activation = self.training_activation if training else self.activation
+        inter = activation(self.intermediate(attn, dt, training))  # [B*S or B, I]
       out = self.output_dense(inter, dt, training)  # [B*S or B, H]
       out = dropout(out, cfg.hidden_dropout_prob, training, dropout_seed, 2)
       return layer_norm(tf.cast(out, tf.float32) + attn, self.output_ln_gamma,

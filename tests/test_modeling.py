@@ -302,6 +302,29 @@ def test_training_gelu_matches_tf_nn_gelu_and_its_gradient(name, approximate):
     np.testing.assert_allclose(g_g, ref_g[:, :cols], atol=1e-5)
 
 
+@pytest.mark.parametrize("name,approximate", [("gelu", True), ("gelu_exact", False)])
+@pytest.mark.parametrize("dtype,tol", [(tf.float32, 1e-5), (tf.bfloat16, 0.05)])
+def test_training_gelu_adds_the_bias_in_its_pass(name, approximate, dtype, tol):
+  training_fn = encoder_lib._TRAINING_ACTIVATIONS[encoder_lib.get_activation(name)]
+  x = tf.random.stateless_normal([40, 24], seed=[7, 8], stddev=2.0)
+  bias = tf.random.stateless_normal([24], seed=[9, 10])
+  weights = tf.random.stateless_normal([40, 24], seed=[11, 12])
+
+  def value_and_grads(fn, a, b):
+    with tf.GradientTape() as tape:
+      tape.watch([a, b])
+      loss = tf.reduce_sum(tf.cast(fn(a, b), tf.float32) * weights)
+    return [tf.cast(t, tf.float32) for t in [loss] + tape.gradient(loss, [a, b])]
+
+  want = value_and_grads(
+      lambda a, b: tf.nn.gelu(tf.nn.bias_add(a, b), approximate=approximate), x, bias)
+  got = value_and_grads(training_fn, tf.cast(x, dtype), tf.cast(bias, dtype))
+  np.testing.assert_allclose(got[0], want[0], rtol=tol)
+  np.testing.assert_allclose(got[1], want[1], atol=tol, rtol=tol)
+  # The bias gradient sums 40 rows: bfloat16 rounding of each row adds up.
+  np.testing.assert_allclose(got[2], want[2], atol=tol * 10, rtol=tol)
+
+
 def test_layer_norm_gradient_matches_autodiff():
   rng = np.random.RandomState(4)
   x = tf.constant(rng.randn(3, 5, 16) * 3 + 1, tf.float32)
