@@ -687,7 +687,7 @@ class TransformerLayer(NamedVariableModule):
       if training and self.training_activation in _TAKES_BIAS:
         # The bias is added in the activation's fused pass (_fused_for_training).
         inter = self.training_activation(
-            *self.intermediate.matmul_for_training(attn, dt))  # [B*S, I]
+            *self.intermediate.matmul_for_training(attn, dt))  # [B*S or B, I]
       else:
         activation = self.training_activation if training else self.activation
         inter = activation(self.intermediate(attn, dt, training))  # [B*S or B, I]
