@@ -443,20 +443,20 @@ class _Dense(object):
     else:
       self.frozen = (_GraphConstant(self.kernel, dtype), _GraphConstant(self.bias, dtype))
 
-  def matmul_for_training(self, x, dtype):
-    """(x @ kernel, bias) in `dtype` for training, the bias left to the caller."""
+  def matmul_and_bias(self, x, dtype):
+    """(x @ kernel, bias) in `dtype` from the variables, the bias not yet added."""
     return (tf.matmul(tf.cast(x, dtype), tf.cast(self.kernel, dtype)),
             tf.cast(self.bias, dtype))
 
   def __call__(self, x, dtype, training=True):
     """x: [N, in] -> [N, out] in `dtype`."""
-    x = tf.cast(x, dtype)
     if self.frozen is not None and not training:
       kernel, bias = (_frozen_value(w) for w in self.frozen)
+      product = tf.matmul(tf.cast(x, dtype), kernel)
     else:
-      kernel, bias = tf.cast(self.kernel, dtype), tf.cast(self.bias, dtype)
+      product, bias = self.matmul_and_bias(x, dtype)
     # bias_add (not +) is the pattern TensorFlow fuses into the matmul kernel.
-    return tf.nn.bias_add(tf.matmul(x, kernel), bias)
+    return tf.nn.bias_add(product, bias)
 
 
 class _GraphConstant(object):
@@ -687,7 +687,7 @@ class TransformerLayer(NamedVariableModule):
       if training and self.training_activation in _TAKES_BIAS:
         # The bias is added in the activation's fused pass (_fused_for_training).
         inter = self.training_activation(
-            *self.intermediate.matmul_for_training(attn, dt))  # [B*S or B, I]
+            *self.intermediate.matmul_and_bias(attn, dt))  # [B*S or B, I]
       else:
         activation = self.training_activation if training else self.activation
         inter = activation(self.intermediate(attn, dt, training))  # [B*S or B, I]
