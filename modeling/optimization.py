@@ -12,6 +12,8 @@ import re
 
 import tensorflow as tf
 
+from modeling import kernels
+
 
 class LinearWarmupLinearDecay(object):
   """Learning rate of the original optimization.create_optimizer.
@@ -147,7 +149,7 @@ class AdamWeightDecay(object):
   def __init__(self, learning_rate, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,
                epsilon=1e-6, exclude_from_weight_decay=("LayerNorm", "layer_norm",
                                                         "bias"),
-               clip_norm=1.0, loss_scale=None):
+               clip_norm=1.0, loss_scale=None, use_cpu_kernel=True):
     """Args:
       learning_rate: float, or a callable step -> lr (e.g. LinearWarmupLinearDecay),
         evaluated at global_step before it is incremented.
@@ -156,6 +158,9 @@ class AdamWeightDecay(object):
       exclude_from_weight_decay: regexes; a variable name matching any is not decayed.
       clip_norm: global-norm clip applied to the (all-reduced) gradients, or None.
       loss_scale: optional DynamicLossScale; enables the non-finite-gradient skip.
+      use_cpu_kernel: update variables on the CPU with this project's one-pass
+        kernel (modeling/kernels) when it is built; same values as the TensorFlow
+        ops, which are used otherwise (GPU, TPU, XLA, kernel not built).
     """
     self.learning_rate = learning_rate
     self.weight_decay_rate = weight_decay_rate
@@ -165,7 +170,13 @@ class AdamWeightDecay(object):
     self.exclude_from_weight_decay = tuple(exclude_from_weight_decay or ())
     self.clip_norm = clip_norm
     self.loss_scale = loss_scale
+    self._kernel = kernels.load() if use_cpu_kernel else None
     self._names = None
+
+  @property
+  def has_cpu_kernel(self):
+    """Whether variables on a CPU get the one-pass kernel (built and allowed)."""
+    return self._kernel is not None
 
   def learning_rate_at(self, step):
     """Returns the learning rate (float32 scalar tensor) at `step`."""
@@ -228,15 +239,17 @@ class AdamWeightDecay(object):
     clipping, which gives the same values without a pass over the whole table: for
     MiniLM that drops 11.7M of the 22.7M values the norm reads and the clip
     multiplies (bench/RESULTS.md, session 6). The Adam update stays dense, as the
-    original's: every row's moments decay and every row moves.
+    original's: every row's moments decay and every row moves (on the CPU the
+    project's kernel does that from the distinct rows, without a dense gradient).
 
     Args:
       grads: list of gradients (tensors, IndexedSlices or None) aligned with the
         named_vars passed to build(); None leaves that variable untouched, as the
         original.
       sparse: keep IndexedSlices for the norm and the clipping when there is one
-        replica. False turns them into dense tensors first, as XLA and TPUs need
-        (tf.unique has no static shape).
+        replica, and let CPU variables take the project's kernel. False turns them
+        into dense tensors first and keeps to TensorFlow's ops, as XLA and TPUs
+        need (tf.unique has no static shape; XLA cannot compile the kernel).
 
     Returns:
       None (the updates are stateful ops; tf.function orders them automatically).
@@ -264,20 +277,25 @@ class AdamWeightDecay(object):
       is_finite = _all_finite(grads)
     else:
       is_finite = tf.constant(True)
+    # The clip factor only; each update multiplies by it (the kernel on the fly).
+    clip_scale = None
     if self.clip_norm is not None:
       with tf.name_scope("clip_by_global_norm"):
-        grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
+        clip_scale = _clip_scale(grads, self.clip_norm)
     lr = self.learning_rate_at(self.global_step)
     with tf.name_scope("adam_update"):
-      ctx.merge_call(self._distributed_apply, args=(present, grads, lr, is_finite))
+      ctx.merge_call(self._distributed_apply,
+                     args=(present, grads, lr, clip_scale, is_finite, sparse))
 
-  def _distributed_apply(self, strategy, present, grads, lr, is_finite):
+  def _distributed_apply(self, strategy, present, grads, lr, clip_scale, is_finite,
+                         kernel_allowed):
     """Cross-replica: runs the same update on every replica's copy."""
     updates = []
     for i, grad in zip(present, grads):
       updates.append(strategy.extended.update(
           self._vars[i], self._apply_one,
-          args=(grad, self._m[i], self._v[i], lr, is_finite, self._use_wd[i]),
+          args=(grad, self._m[i], self._v[i], lr, clip_scale, is_finite,
+                self._use_wd[i], kernel_allowed),
           group=False))
     with tf.control_dependencies(tf.nest.flatten(updates)):
       step_update = strategy.extended.update(
@@ -291,42 +309,89 @@ class AdamWeightDecay(object):
         step_update = tf.nest.flatten([step_update, scale_update])
     return tf.group(tf.nest.flatten(updates) + tf.nest.flatten(step_update))
 
-  def _apply_one(self, param, grad, m, v, lr, is_finite, use_wd):
+  def _apply_one(self, param, grad, m, v, lr, clip_scale, is_finite, use_wd,
+                 kernel_allowed):
     """The original per-variable update (runs on one replica's copies).
 
     The original computes param -= lr * (m / (sqrt(v) + epsilon) + wd * param) with
     m = beta_1 * m + (1 - beta_1) * grad and v = beta_2 * v + (1 - beta_2) * grad^2,
-    no bias correction. Written as element-wise ops that is about ten passes over
-    every variable, slots included (9% of a BERT-Small bfloat16 step on 2 cores,
-    bench/profile_step.py). Here it is the same math in two fused kernels:
-    the decay param *= 1 - lr * wd first (it uses the old param, as the
-    original), then TensorFlow's Adam kernel, which updates m, v and param in one
-    pass; with both beta powers 0 its bias-correction factor is exactly 1.
+    no bias correction, grad already multiplied by the clip factor. On the CPU,
+    with modeling/kernels built, that is one pass of this project's kernel, which
+    takes a gather's gradient as its distinct rows. Otherwise it is three
+    TensorFlow kernels: the clip multiply, the decay param *= 1 - lr * wd (it uses
+    the old param, as the original), then TensorFlow's Adam kernel, which updates
+    m, v and param in one pass; with both beta powers 0 its bias-correction factor
+    is exactly 1. Both give the same values to the bit (tests/test_optimization.py).
     """
-    # Adam's kernel takes a dense gradient: rows an IndexedSlices leaves out are 0.
-    grad = tf.convert_to_tensor(grad)
+    decay = (1.0 - lr * self.weight_decay_rate) if use_wd else None
+    use_kernel = (kernel_allowed and self._kernel is not None and
+                  param.dtype == tf.float32 and _on_cpu(param))
 
-    def update():
+    def kernel_update():
+      scalars = dict(
+          var=param.handle, m=m.handle, v=v.handle, lr=lr,
+          decay=decay if decay is not None else tf.constant(1.0, tf.float32),
+          clip_scale=(tf.cast(clip_scale, tf.float32) if clip_scale is not None
+                      else tf.constant(1.0, tf.float32)),
+          beta1=tf.constant(self.beta_1, tf.float32),
+          beta2=tf.constant(self.beta_2, tf.float32),
+          epsilon=tf.constant(self.epsilon, tf.float32))
+      if isinstance(grad, tf.IndexedSlices):
+        return self._kernel.bert_sparse_adam_weight_decay(
+            indices=grad.indices, values=grad.values, **scalars)
+      return self._kernel.bert_adam_weight_decay(grad=grad, **scalars)
+
+    def tf_update():
       ops = []
-      if use_wd:
+      clipped = grad
+      if clip_scale is not None:
+        if isinstance(grad, tf.IndexedSlices):
+          clipped = tf.IndexedSlices(grad.values * tf.cast(clip_scale, grad.dtype),
+                                     grad.indices, grad.dense_shape)
+        else:
+          clipped = grad * tf.cast(clip_scale, grad.dtype)
+      # Adam's kernel takes a dense gradient: rows an IndexedSlices leaves out are 0.
+      clipped = tf.convert_to_tensor(clipped)
+      if decay is not None:
         # param * (1 - lr * wd): one pass whose result the variable takes over;
         # assign_sub(lr * wd * param) is two (16-19 ms against 10-11 ms for
         # MiniLM's 22M parameters, bench/RESULTS.md, session 4). The two differ by
         # float32 rounding only.
-        ops.append(param.assign(param * (1.0 - lr * self.weight_decay_rate)))
+        ops.append(param.assign(param * decay))
       with tf.control_dependencies(ops):
         zero = tf.constant(0.0, tf.float32)
         ops.append(tf.raw_ops.ResourceApplyAdam(
             var=param.handle, m=m.handle, v=v.handle, beta1_power=zero,
             beta2_power=zero, lr=lr, beta1=tf.constant(self.beta_1, tf.float32),
             beta2=tf.constant(self.beta_2, tf.float32),
-            epsilon=tf.constant(self.epsilon, tf.float32), grad=grad,
+            epsilon=tf.constant(self.epsilon, tf.float32), grad=clipped,
             use_locking=False))
       return tf.group(ops)
 
+    update = kernel_update if use_kernel else tf_update
     if self.loss_scale is None:
       return update()
-    return tf.cond(is_finite, update, tf.no_op)
+    return tf.cond(is_finite, lambda: tf.group(update()), tf.no_op)
+
+
+def _clip_scale(grads, clip_norm):
+  """The factor tf.clip_by_global_norm(grads, clip_norm) multiplies every gradient by.
+
+  Computed as that function computes it, so the products are the same to the bit:
+  clip_norm * min(1 / norm, 1 / clip_norm), NaN when the norm is not finite.
+  """
+  norm = tf.linalg.global_norm(grads)
+  clip_norm = tf.constant(clip_norm, norm.dtype)
+  scale = clip_norm * tf.minimum(1.0 / norm, tf.constant(1.0, norm.dtype) / clip_norm)
+  return scale + (norm - norm)
+
+
+def _on_cpu(variable):
+  """Whether `variable` lives on a CPU (where the project's kernel runs)."""
+  if variable.device:
+    return tf.DeviceSpec.from_string(variable.device).device_type == "CPU"
+  return not (tf.config.list_logical_devices("GPU") or
+              tf.config.list_logical_devices("TPU"))
 
 
 def accumulated_gradients(loss_fn, variables, features, num_micro_batches):

@@ -428,6 +428,10 @@ class Trainer:
                  "= %s, XLA = %s", cfg.train_batch_size,
                  self.strategy.num_replicas_in_sync, cfg.gradient_accumulation_steps,
                  cfg.precision, cfg.use_xla)
+    if not self.optimizer.has_cpu_kernel:
+      logging.info("  The optimizer's one-pass CPU kernel is not built; the update "
+                   "runs as TensorFlow ops (same values, slower). Build it with "
+                   "`python -m modeling.kernels`.")
     run_start, run_start_step = time.time(), start_step
     with _StopOnSignal() as stop:
       result = self._train_loop(iterator, eval_fn, state, stop, start_step, run_start,

@@ -1,0 +1,203 @@
+"""Tests for modeling.kernels: the one-pass CPU update of AdamWeightDecay gives the
+values of the TensorFlow ops it replaces, to the bit, and rejects bad input."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from modeling import kernels
+from modeling.optimization import (AdamWeightDecay, DynamicLossScale,
+                                   LinearWarmupLinearDecay)
+
+
+def _kernel():
+  lib = kernels.load()
+  assert lib is not None, (
+      "the CPU kernels are not built for these sources and TensorFlow (%s missing): run "
+      "`python -m modeling.kernels` (scripts/setup_env.sh does)" % kernels.library_path())
+  return lib
+
+
+def test_kernels_are_built_for_these_sources():
+  lib = _kernel()
+  for op in ("bert_adam_weight_decay", "bert_sparse_adam_weight_decay"):
+    assert hasattr(lib, op)
+
+
+def test_library_name_follows_the_sources(tmp_path, monkeypatch):
+  # A library built from other sources is never loaded: its name differs.
+  edited = tmp_path / "fused_adam.cc"
+  edited.write_bytes(open(kernels._SOURCES[0], "rb").read() + b"\n// edited\n")
+  built = kernels.library_path()
+  monkeypatch.setattr(kernels, "_SOURCES", [str(edited)] + kernels._SOURCES[1:])
+  assert kernels.library_path() != built
+  assert kernels.load() is None
+
+
+def _train(use_cpu_kernel, loss_scale=None, steps=5):
+  """Word embeddings read by a gather (repeated rows), a decayed kernel and a bias
+  excluded from decay, trained for `steps` steps; returns every variable and slot."""
+  rng = np.random.RandomState(3)
+  table = tf.Variable(rng.randn(50, 8).astype(np.float32))
+  kernel = tf.Variable(rng.randn(8, 5).astype(np.float32))
+  bias = tf.Variable(rng.randn(5).astype(np.float32))
+  ls = DynamicLossScale(initial_scale=4.0) if loss_scale else None
+  opt = AdamWeightDecay(LinearWarmupLinearDecay(0.05, 10, 2), loss_scale=ls,
+                        use_cpu_kernel=use_cpu_kernel)
+  opt.build({"bert/embeddings/word_embeddings": table, "dense/kernel": kernel,
+             "dense/bias": bias})
+  ids = tf.constant([[1, 7, 7, 30], [7, 1, 2, 49]])
+
+  @tf.function
+  def step(scale):
+    with tf.GradientTape() as tape:
+      x = tf.gather(tf.convert_to_tensor(table), ids)  # [2, 4, 8]
+      y = tf.tanh(tf.einsum("bsh,hk->bsk", x, kernel) + bias)
+      loss = scale * tf.reduce_sum(y * y)
+      if ls is not None:
+        loss = ls.scale_loss(loss)
+    grads = tape.gradient(loss, [table, kernel, bias])
+    if ls is not None:
+      grads = ls.unscale(grads)
+    opt.apply_gradients(grads)
+
+  for i in range(steps):
+    # Clipping on odd steps; with a loss scale, step 2's gradients are not finite.
+    scale = np.inf if (loss_scale and i == 2) else (20.0 if i % 2 else 0.01)
+    step(tf.constant(scale, tf.float32))
+  assert int(opt.global_step.numpy()) == (steps - 1 if loss_scale else steps)
+  out = [table.numpy(), kernel.numpy(), bias.numpy()]
+  out += [s.numpy() for s in opt.slot_variables().values()]
+  return out
+
+
+@pytest.mark.parametrize("loss_scale", [False, True])
+def test_kernel_update_equals_the_tensorflow_ops_to_the_bit(loss_scale):
+  _kernel()
+  with_kernel, with_ops = _train(True, loss_scale), _train(False, loss_scale)
+  for got, want in zip(with_kernel, with_ops):
+    np.testing.assert_array_equal(got, want)
+  # Rows no gradient reached moved too (moments and weight decay), as in the original.
+  untouched = np.random.RandomState(3).randn(50, 8).astype(np.float32)[20]
+  assert not np.array_equal(with_kernel[0][20], untouched)
+
+
+def _graph_ops(sparse):
+  table = tf.Variable(tf.ones([6, 2]))
+  kernel = tf.Variable(tf.ones([2, 2]))
+  opt = AdamWeightDecay(0.1)
+  opt.build({"bert/embeddings/word_embeddings": table, "dense/kernel": kernel})
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(tf.gather(tf.convert_to_tensor(table), [1, 1, 3]) @ kernel)
+    opt.apply_gradients(tape.gradient(loss, [table, kernel]), sparse=sparse)
+
+  graph = step.get_concrete_function().graph
+  return {op.type for op in graph.get_operations()}
+
+
+def test_the_kernel_runs_on_cpu_and_not_where_xla_or_tpus_need_static_shapes():
+  _kernel()
+  ops = _graph_ops(sparse=True)
+  assert {"BertSparseAdamWeightDecay", "BertAdamWeightDecay"} <= ops
+  assert "ResourceApplyAdam" not in ops and "UnsortedSegmentSum" in ops  # summed rows
+  ops = _graph_ops(sparse=False)  # XLA and TPU steps pass sparse=False
+  assert "ResourceApplyAdam" in ops
+  assert not {"BertSparseAdamWeightDecay", "BertAdamWeightDecay"} & ops
+
+
+def _scalars():
+  return dict(lr=tf.constant(0.1), decay=tf.constant(0.999), clip_scale=tf.constant(1.0),
+              beta1=tf.constant(0.9), beta2=tf.constant(0.999),
+              epsilon=tf.constant(1e-6))
+
+
+def test_sparse_kernel_rejects_repeated_and_out_of_range_rows():
+  lib = _kernel()
+  var, m, v = (tf.Variable(tf.zeros([4, 3])) for _ in range(3))
+  slots = dict(var=var.handle, m=m.handle, v=v.handle)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="row 1 appears twice"):
+    lib.bert_sparse_adam_weight_decay(indices=[1, 1], values=tf.ones([2, 3]),
+                                      **slots, **_scalars())
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"index 4 .* outside \[0, 4\)"):
+    lib.bert_sparse_adam_weight_decay(indices=[0, 4], values=tf.ones([2, 3]),
+                                      **slots, **_scalars())
+  with pytest.raises(tf.errors.InvalidArgumentError, match="values of shape"):
+    lib.bert_sparse_adam_weight_decay(indices=[0], values=tf.ones([1, 2]),
+                                      **slots, **_scalars())
+  assert not var.numpy().any()  # nothing was written
+
+
+def test_dense_kernel_rejects_mismatched_shapes():
+  lib = _kernel()
+  var, m = tf.Variable(tf.zeros([4, 3])), tf.Variable(tf.zeros([4, 3]))
+  v = tf.Variable(tf.zeros([3, 4]))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="slot 2 has shape"):
+    lib.bert_adam_weight_decay(var=var.handle, m=m.handle, v=v.handle,
+                               grad=tf.ones([4, 3]), **_scalars())
+  v = tf.Variable(tf.zeros([4, 3]))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="gradient of shape"):
+    lib.bert_adam_weight_decay(var=var.handle, m=m.handle, v=v.handle,
+                               grad=tf.ones([3]), **_scalars())
+  with pytest.raises(tf.errors.InvalidArgumentError, match="lr must be a scalar"):
+    lib.bert_adam_weight_decay(var=var.handle, m=m.handle, v=v.handle,
+                               grad=tf.ones([4, 3]), **dict(_scalars(), lr=[0.1]))
+
+
+def test_kernel_leaves_a_buffer_a_reader_holds_unchanged():
+  # A value read before the update keeps its values (the kernel copies a shared buffer).
+  lib = _kernel()
+  var, m, v = (tf.Variable(tf.fill([5], 2.0)) for _ in range(3))
+  before = var.read_value()
+  lib.bert_adam_weight_decay(var=var.handle, m=m.handle, v=v.handle,
+                             grad=tf.ones([5]), **_scalars())
+  np.testing.assert_array_equal(before.numpy(), np.full([5], 2.0, np.float32))
+  assert not np.array_equal(var.numpy(), before.numpy())
+
+
+def _tiny_trainer(tmp_path, use_xla):
+  from modeling import BertConfig, heads  # pylint: disable=g-import-not-at-top
+  from training import loop  # pylint: disable=g-import-not-at-top
+  tf.random.set_seed(5)
+  config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=4, intermediate_size=64,
+                      max_position_embeddings=32, type_vocab_size=2,
+                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  with strategy.scope():
+    model = heads.BertClassifier(config, 3)
+
+    def loss_fn(features, training, seed):
+      logits = model(features["input_ids"], features["input_mask"],
+                     features["segment_ids"], training=training, dropout_seed=seed)
+      return heads.classification_loss(logits, features["label_ids"], 3)
+
+    trainer = loop.Trainer(strategy, model, loss_fn, loop.TrainConfig(
+        train_batch_size=4, num_train_steps=10, learning_rate=1e-2,
+        num_warmup_steps=0, use_xla=use_xla), output_dir=str(tmp_path / str(use_xla)),
+        is_chief=False)
+  return strategy, model, trainer
+
+
+def test_xla_training_step_keeps_to_ops_xla_compiles(tmp_path):
+  # --use_xla compiles the whole step: the update must not use the project's
+  # kernel there (XLA cannot compile it), and the step must train as the kernel
+  # step does.
+  rng = np.random.RandomState(8)
+  features = {"input_ids": rng.randint(1, 60, size=(4, 7)).astype(np.int32),
+              "input_mask": np.ones((4, 7), np.int32),
+              "segment_ids": np.zeros((4, 7), np.int32),
+              "label_ids": np.array([0, 1, 2, 1], np.int32)}
+  results = []
+  for use_xla in (False, True):
+    strategy, model, trainer = _tiny_trainer(tmp_path, use_xla)
+    dataset = tf.data.Dataset.from_tensors(features).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    losses = [trainer.train_steps(iterator, 1) for _ in range(3)]
+    results.append((losses, [v.numpy() for v in model.named_variables().values()]))
+  (losses, weights), (xla_losses, xla_weights) = results
+  np.testing.assert_allclose(xla_losses, losses, rtol=1e-4)
+  for got, want in zip(xla_weights, weights):
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
