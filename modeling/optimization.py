@@ -290,13 +290,19 @@ class AdamWeightDecay(object):
   def _distributed_apply(self, strategy, present, grads, lr, clip_scale, is_finite,
                          kernel_allowed):
     """Cross-replica: runs the same update on every replica's copy."""
-    updates = []
-    for i, grad in zip(present, grads):
-      updates.append(strategy.extended.update(
-          self._vars[i], self._apply_one,
-          args=(grad, self._m[i], self._v[i], lr, clip_scale, is_finite,
-                self._use_wd[i], kernel_allowed),
-          group=False))
+    grouped = None
+    if kernel_allowed and strategy.num_replicas_in_sync == 1:
+      grouped = self._grouped_kernel_update(present, grads, lr, clip_scale, is_finite)
+    if grouped is not None:
+      updates = grouped
+    else:
+      updates = []
+      for i, grad in zip(present, grads):
+        updates.append(strategy.extended.update(
+            self._vars[i], self._apply_one,
+            args=(grad, self._m[i], self._v[i], lr, clip_scale, is_finite,
+                  self._use_wd[i], kernel_allowed),
+            group=False))
     with tf.control_dependencies(tf.nest.flatten(updates)):
       step_update = strategy.extended.update(
           self.global_step,
@@ -308,6 +314,59 @@ class AdamWeightDecay(object):
             args=(is_finite,), group=False)
         step_update = tf.nest.flatten([step_update, scale_update])
     return tf.group(tf.nest.flatten(updates) + tf.nest.flatten(step_update))
+
+  def _kernel_scalars(self, lr, decay, clip_scale):
+    """The scalar inputs of the kernel ops; decay None means 1 (not decayed)."""
+    one = tf.constant(1.0, tf.float32)
+    return dict(lr=lr, decay=decay if decay is not None else one,
+                clip_scale=(tf.cast(clip_scale, tf.float32) if clip_scale is not None
+                            else one),
+                beta1=tf.constant(self.beta_1, tf.float32),
+                beta2=tf.constant(self.beta_2, tf.float32),
+                epsilon=tf.constant(self.epsilon, tf.float32))
+
+  def _grouped_kernel_update(self, present, grads, lr, clip_scale, is_finite):
+    """The whole update in one kernel call (one more per sparse gradient).
+
+    A step has about 100 variables, most of them small (biases, LayerNorm), and an
+    op call has a fixed cost: one call for the dense ones took MiniLM's from 19.5
+    to 14.8 kernel-ms a step (bench/RESULTS.md, session 12). Only with one replica
+    and plain float32 variables on a CPU; returns None otherwise (the per-variable
+    path then applies).
+
+    Returns:
+      A list of the update ops (of Nones when eager), or None.
+    """
+    if self._kernel is None or not all(
+        _is_plain_cpu_float32(self._vars[i]) for i in present):
+      return None
+    decay = (1.0 - lr * self.weight_decay_rate) if self.weight_decay_rate else None
+
+    def update():
+      ops = []
+      dense = []
+      for i, grad in zip(present, grads):
+        if isinstance(grad, tf.IndexedSlices):
+          ops.append(self._kernel.bert_sparse_adam_weight_decay(
+              var=self._vars[i].handle, m=self._m[i].handle, v=self._v[i].handle,
+              indices=grad.indices, values=grad.values,
+              **self._kernel_scalars(lr, decay if self._use_wd[i] else None,
+                                     clip_scale)))
+        else:
+          dense.append((i, grad))
+      if dense:
+        ops.append(self._kernel.bert_group_adam_weight_decay(
+            var=[self._vars[i].handle for i, _ in dense],
+            m=[self._m[i].handle for i, _ in dense],
+            v=[self._v[i].handle for i, _ in dense],
+            grad=[grad for _, grad in dense],
+            use_decay=[self._use_wd[i] for i, _ in dense],
+            **self._kernel_scalars(lr, decay, clip_scale)))
+      return ops
+
+    if self.loss_scale is None:
+      return update()
+    return [tf.cond(is_finite, lambda: tf.group(update()), tf.no_op)]
 
   def _apply_one(self, param, grad, m, v, lr, clip_scale, is_finite, use_wd,
                  kernel_allowed):
@@ -328,18 +387,12 @@ class AdamWeightDecay(object):
                   param.dtype == tf.float32 and _on_cpu(param))
 
     def kernel_update():
-      scalars = dict(
-          var=param.handle, m=m.handle, v=v.handle, lr=lr,
-          decay=decay if decay is not None else tf.constant(1.0, tf.float32),
-          clip_scale=(tf.cast(clip_scale, tf.float32) if clip_scale is not None
-                      else tf.constant(1.0, tf.float32)),
-          beta1=tf.constant(self.beta_1, tf.float32),
-          beta2=tf.constant(self.beta_2, tf.float32),
-          epsilon=tf.constant(self.epsilon, tf.float32))
+      scalars = self._kernel_scalars(lr, decay, clip_scale)
+      slots = dict(var=param.handle, m=m.handle, v=v.handle)
       if isinstance(grad, tf.IndexedSlices):
         return self._kernel.bert_sparse_adam_weight_decay(
-            indices=grad.indices, values=grad.values, **scalars)
-      return self._kernel.bert_adam_weight_decay(grad=grad, **scalars)
+            indices=grad.indices, values=grad.values, **slots, **scalars)
+      return self._kernel.bert_adam_weight_decay(grad=grad, **slots, **scalars)
 
     def tf_update():
       ops = []
@@ -372,6 +425,11 @@ class AdamWeightDecay(object):
     if self.loss_scale is None:
       return update()
     return tf.cond(is_finite, lambda: tf.group(update()), tf.no_op)
+
+
+def _is_plain_cpu_float32(variable):
+  return (not isinstance(variable, tf.distribute.DistributedValues) and
+          variable.dtype == tf.float32 and _on_cpu(variable))
 
 
 def _clip_scale(grads, clip_norm):

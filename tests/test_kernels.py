@@ -72,10 +72,15 @@ def _train(use_cpu_kernel, loss_scale=None, steps=5):
 
 
 @pytest.mark.parametrize("loss_scale", [False, True])
-def test_kernel_update_equals_the_tensorflow_ops_to_the_bit(loss_scale):
+def test_kernel_update_equals_the_tensorflow_ops_to_the_bit(loss_scale, monkeypatch):
   _kernel()
   with_kernel, with_ops = _train(True, loss_scale), _train(False, loss_scale)
   for got, want in zip(with_kernel, with_ops):
+    np.testing.assert_array_equal(got, want)
+  # One kernel call per variable, as with several replicas, gives the same too.
+  monkeypatch.setattr(AdamWeightDecay, "_grouped_kernel_update",
+                      lambda *args, **kwargs: None)
+  for got, want in zip(_train(True, loss_scale), with_ops):
     np.testing.assert_array_equal(got, want)
   # Rows no gradient reached moved too (moments and weight decay), as in the original.
   untouched = np.random.RandomState(3).randn(50, 8).astype(np.float32)[20]
@@ -100,12 +105,15 @@ def _graph_ops(sparse):
 
 def test_the_kernel_runs_on_cpu_and_not_where_xla_or_tpus_need_static_shapes():
   _kernel()
+  kernel_ops = {"BertSparseAdamWeightDecay", "BertGroupAdamWeightDecay",
+                "BertAdamWeightDecay"}
   ops = _graph_ops(sparse=True)
-  assert {"BertSparseAdamWeightDecay", "BertAdamWeightDecay"} <= ops
+  # One call for the dense gradients, one for the embedding's distinct rows.
+  assert {"BertSparseAdamWeightDecay", "BertGroupAdamWeightDecay"} <= ops
   assert "ResourceApplyAdam" not in ops and "UnsortedSegmentSum" in ops  # summed rows
   ops = _graph_ops(sparse=False)  # XLA and TPU steps pass sparse=False
   assert "ResourceApplyAdam" in ops
-  assert not {"BertSparseAdamWeightDecay", "BertAdamWeightDecay"} & ops
+  assert not kernel_ops & ops
 
 
 def _scalars():
@@ -128,6 +136,19 @@ def test_sparse_kernel_rejects_repeated_and_out_of_range_rows():
     lib.bert_sparse_adam_weight_decay(indices=[0], values=tf.ones([1, 2]),
                                       **slots, **_scalars())
   assert not var.numpy().any()  # nothing was written
+
+
+def test_group_kernel_rejects_mismatched_shapes():
+  lib = _kernel()
+  a = [tf.Variable(tf.zeros([4, 3])) for _ in range(3)]
+  b = [tf.Variable(tf.zeros([2])) for _ in range(3)]
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"variable 1: gradient of shape \[3\]"):
+    lib.bert_group_adam_weight_decay(
+        var=[a[0].handle, b[0].handle], m=[a[1].handle, b[1].handle],
+        v=[a[2].handle, b[2].handle], grad=[tf.ones([4, 3]), tf.ones([3])],
+        use_decay=[True, False], **_scalars())
+  assert not a[0].numpy().any()  # nothing was written
 
 
 def test_dense_kernel_rejects_mismatched_shapes():
@@ -201,3 +222,20 @@ def test_xla_training_step_keeps_to_ops_xla_compiles(tmp_path):
   np.testing.assert_allclose(xla_losses, losses, rtol=1e-4)
   for got, want in zip(xla_weights, weights):
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
+
+
+def test_eager_update_equals_the_tensorflow_ops_to_the_bit():
+  # Eager (no tf.function) the grouped kernel call must run once, as in a graph.
+  rng = np.random.RandomState(4)
+  init = [rng.randn(3, 2).astype(np.float32), rng.randn(2).astype(np.float32)]
+  grads = [tf.constant(rng.randn(*x.shape).astype(np.float32) * 5) for x in init]
+  results = []
+  for use_cpu_kernel in (True, False):
+    variables = [tf.Variable(x) for x in init]
+    opt = AdamWeightDecay(0.1, use_cpu_kernel=use_cpu_kernel)
+    opt.build({"dense/kernel": variables[0], "dense/bias": variables[1]})
+    opt.apply_gradients(grads)
+    opt.apply_gradients(grads)
+    results.append([v.numpy() for v in variables])
+  for got, want in zip(*results):
+    np.testing.assert_array_equal(got, want)
