@@ -380,7 +380,7 @@ class AdamWeightDecay(object):
     TensorFlow kernels: the clip multiply, the decay param *= 1 - lr * wd (it uses
     the old param, as the original), then TensorFlow's Adam kernel, which updates
     m, v and param in one pass; with both beta powers 0 its bias-correction factor
-    is exactly 1. Both give the same values to the bit (tests/test_optimization.py).
+    is exactly 1. Both give the same values to the bit (tests/test_kernels.py).
     """
     decay = (1.0 - lr * self.weight_decay_rate) if use_wd else None
     use_kernel = (kernel_allowed and self._kernel is not None and

@@ -20,7 +20,8 @@ def _kernel():
 
 def test_kernels_are_built_for_these_sources():
   lib = _kernel()
-  for op in ("bert_adam_weight_decay", "bert_sparse_adam_weight_decay"):
+  for op in ("bert_adam_weight_decay", "bert_sparse_adam_weight_decay",
+             "bert_group_adam_weight_decay"):
     assert hasattr(lib, op)
 
 

@@ -64,6 +64,7 @@ def build(compiler=None, verbose=True):
     raise RuntimeError("compiling the kernels failed:\n%s\n%s" % (" ".join(cmd),
                                                                   proc.stderr[-4000:]))
   os.replace(tmp, out)
+  _loaded.pop(out, None)  # load() may have found nothing here before
   for name in os.listdir(_DIR):  # builds of older sources
     if name.startswith("_bert_kernels.") and name.endswith(".so") and \
         os.path.join(_DIR, name) != out:
@@ -74,8 +75,9 @@ def build(compiler=None, verbose=True):
 
 
 def load():
-  """The loaded op library (bert_adam_weight_decay, bert_sparse_adam_weight_decay),
-  or None when it is not built for these sources and this TensorFlow."""
+  """The loaded op library (bert_adam_weight_decay, bert_sparse_adam_weight_decay,
+  bert_group_adam_weight_decay), or None when it is not built for these sources,
+  flags and this TensorFlow."""
   path = library_path()
   if path not in _loaded:
     _loaded[path] = tf.load_op_library(path) if os.path.exists(path) else None

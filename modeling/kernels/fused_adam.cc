@@ -1,8 +1,8 @@
-/* The original BERT optimizer's update of one variable as one pass over memory.
+/* The original BERT optimizer's update as one pass over memory.
 
 For every element, in float32 and in this order (the order and the roundings of
-the two-kernel TensorFlow path in modeling/optimization.py, so the results are
-the same to the bit):
+the TensorFlow-op path in modeling/optimization.py, so the results are the same
+to the bit):
 
   g     = grad * clip_scale                 tf.clip_by_global_norm
   m     = m + (g - m) * (1 - beta1)         ResourceApplyAdam with both beta
@@ -15,7 +15,7 @@ multiply, the decay pass, Adam); this reads param, m, v and the gradient once an
 writes param, m and v once. The sparse op takes a gather's gradient as distinct
 rows (indices [U], values [U, ...]); every other row has a zero gradient, so its
 moments still decay and it still moves, as in the original's dense update, without
-a dense gradient being built.
+a dense gradient being built. The group op updates N variables in one call.
 
 Built by `python -m modeling.kernels` (scripts/setup_env.sh runs it) with
 -ffp-contract=off: a fused multiply-add would round once where TensorFlow rounds
@@ -49,7 +49,7 @@ using CPUDevice = Eigen::ThreadPoolDevice;
 
 namespace errors = ::tensorflow::errors;
 
-// Scalars of one update, read from the op's inputs 3-8.
+// The six scalar inputs of an update (lr, decay, clip_scale, beta1, beta2, epsilon).
 struct Scalars {
   float lr, decay, clip_scale, one_minus_beta1, one_minus_beta2, epsilon;
 };
