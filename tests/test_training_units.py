@@ -130,3 +130,24 @@ def test_predict_puts_length_sorted_batches_back_in_input_order():
   assert sorted(out) == ["value"]
   np.testing.assert_array_equal(out["value"], np.arange(6) * 10)
   assert seen == [["x"]]  # the index is not passed to predict_fn
+
+
+def test_pipelines_run_without_the_autotune_thread(monkeypatch):
+  # Deleting an iterator could wait out tf.data's autotuning period (up to a
+  # minute) after training: the loop's training and prediction datasets run
+  # without that thread, and still shard by data and keep input order.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from training import loop  # pylint: disable=g-import-not-at-top
+  train = loop._shard_by_data(tf.data.Dataset.range(8))
+  assert train.options().autotune.enabled is False
+  assert (train.options().experimental_distribute.auto_shard_policy ==
+          tf.data.experimental.AutoShardPolicy.DATA)
+  switched_off = []
+  real = loop._without_autotune_thread
+  monkeypatch.setattr(loop, "_without_autotune_thread",
+                      lambda d: switched_off.append(d) or real(d))
+  features = tf.data.Dataset.from_tensor_slices({"x": np.arange(10.0)}).batch(4)
+  out = loop.predict(tf.distribute.get_strategy(), lambda f: {"y": f["x"] * 2.0},
+                     features)
+  np.testing.assert_array_equal(out["y"], np.arange(10.0) * 2.0)
+  assert switched_off == [features]

@@ -436,9 +436,9 @@ class Trainer:
     with _StopOnSignal() as stop:
       result = self._train_loop(iterator, eval_fn, state, stop, start_step, run_start,
                                 run_start_step)
-    # Releasing the input pipeline stops its background threads. It usually takes
-    # milliseconds, but an Emotion run once paused here for 54 s without a known
-    # cause (bench/RESULTS.md, session 6): say so when it happens.
+    # Releasing the input pipeline stops its background threads. It takes
+    # milliseconds; tf.data's autotuning thread once made it take up to a minute
+    # (_without_autotune_thread): say so if it happens again.
     release_start = time.time()
     del iterator, dataset
     if time.time() - release_start > 1.0:
@@ -514,6 +514,22 @@ def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = (
       tf.data.experimental.AutoShardPolicy.DATA)
+  return _without_autotune_thread(dataset.with_options(options))
+
+
+def _without_autotune_thread(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """Switches off tf.data's autotuning thread, which could hold up deleting an iterator.
+
+  Deleting an iterator cancels that thread. It can miss the wake-up and sleep out its
+  optimization period (up to 60 s) first: py-spy caught the main thread in
+  ~RootDataset::Iterator, joining it, during a 57 s pause after the last step of an
+  Emotion epoch; such pauses (4.8-57 s) hit about one run in eight
+  (bench/RESULTS.md, session 12). These pipelines parse a batch in about a
+  millisecond against a step of 100 ms or more: AUTOTUNE's fixed starting values
+  keep up without the tuning (same examples/s, RESULTS.md).
+  """
+  options = tf.data.Options()
+  options.autotune.enabled = False
   return dataset.with_options(options)
 
 
@@ -551,6 +567,7 @@ def predict(strategy: tf.distribute.Strategy, predict_fn: Callable,
       return outputs
 
   local_only = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+  dataset = _without_autotune_thread(dataset)
   outputs: Dict[str, List[np.ndarray]] = {}
   # Batches cut by dynamic padding (and the last, smaller batch) differ in shape:
   # tracing once for the dataset's element_spec (whose varying dimensions are None)
