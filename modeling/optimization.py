@@ -325,6 +325,12 @@ class AdamWeightDecay(object):
                 beta2=tf.constant(self.beta_2, tf.float32),
                 epsilon=tf.constant(self.epsilon, tf.float32))
 
+  def _sparse_kernel_update(self, param, m, v, grad, scalars):
+    """The kernel's update of one variable from a gradient's distinct rows."""
+    return self._kernel.bert_sparse_adam_weight_decay(
+        var=param.handle, m=m.handle, v=v.handle, indices=grad.indices,
+        values=grad.values, **scalars)
+
   def _grouped_kernel_update(self, present, grads, lr, clip_scale, is_finite):
     """The whole update in one kernel call (one more per sparse gradient).
 
@@ -347,11 +353,10 @@ class AdamWeightDecay(object):
       dense = []
       for i, grad in zip(present, grads):
         if isinstance(grad, tf.IndexedSlices):
-          ops.append(self._kernel.bert_sparse_adam_weight_decay(
-              var=self._vars[i].handle, m=self._m[i].handle, v=self._v[i].handle,
-              indices=grad.indices, values=grad.values,
-              **self._kernel_scalars(lr, decay if self._use_wd[i] else None,
-                                     clip_scale)))
+          ops.append(self._sparse_kernel_update(
+              self._vars[i], self._m[i], self._v[i], grad,
+              self._kernel_scalars(lr, decay if self._use_wd[i] else None,
+                                   clip_scale)))
         else:
           dense.append((i, grad))
       if dense:
@@ -388,11 +393,10 @@ class AdamWeightDecay(object):
 
     def kernel_update():
       scalars = self._kernel_scalars(lr, decay, clip_scale)
-      slots = dict(var=param.handle, m=m.handle, v=v.handle)
       if isinstance(grad, tf.IndexedSlices):
-        return self._kernel.bert_sparse_adam_weight_decay(
-            indices=grad.indices, values=grad.values, **slots, **scalars)
-      return self._kernel.bert_adam_weight_decay(grad=grad, **slots, **scalars)
+        return self._sparse_kernel_update(param, m, v, grad, scalars)
+      return self._kernel.bert_adam_weight_decay(
+          var=param.handle, m=m.handle, v=v.handle, grad=grad, **scalars)
 
     def tf_update():
       ops = []

@@ -316,56 +316,48 @@ class GroupUpdateOp : public OpKernel {
   std::vector<bool> use_decay_;
 };
 
+// The six scalar inputs every update op takes after its variables (ReadScalars).
+#define SCALAR_INPUTS                                                   \
+  .Input("lr: float")                                                   \
+      .Input("decay: float")                                            \
+      .Input("clip_scale: float")                                       \
+      .Input("beta1: float")                                            \
+      .Input("beta2: float")                                            \
+      .Input("epsilon: float")
+
+absl::Status NoOutputs(::tensorflow::shape_inference::InferenceContext*) {
+  return absl::OkStatus();
+}
+
 REGISTER_OP("BertAdamWeightDecay")
     .Input("var: resource")
     .Input("m: resource")
     .Input("v: resource")
-    .Input("lr: float")
-    .Input("decay: float")
-    .Input("clip_scale: float")
-    .Input("beta1: float")
-    .Input("beta2: float")
-    .Input("epsilon: float")
+    SCALAR_INPUTS
     .Input("grad: float")
-    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext*) {
-      return absl::OkStatus();
-    })
+    .SetShapeFn(NoOutputs)
     .Doc("The original BERT AdamWeightDecay update of one float32 variable, one pass.");
 
 REGISTER_OP("BertSparseAdamWeightDecay")
     .Input("var: resource")
     .Input("m: resource")
     .Input("v: resource")
-    .Input("lr: float")
-    .Input("decay: float")
-    .Input("clip_scale: float")
-    .Input("beta1: float")
-    .Input("beta2: float")
-    .Input("epsilon: float")
+    SCALAR_INPUTS
     .Input("indices: Tindices")
     .Input("values: float")
     .Attr("Tindices: {int32, int64}")
-    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext*) {
-      return absl::OkStatus();
-    })
+    .SetShapeFn(NoOutputs)
     .Doc("BertAdamWeightDecay with the gradient as distinct rows; other rows get 0.");
 
 REGISTER_OP("BertGroupAdamWeightDecay")
     .Input("var: N * resource")
     .Input("m: N * resource")
     .Input("v: N * resource")
-    .Input("lr: float")
-    .Input("decay: float")
-    .Input("clip_scale: float")
-    .Input("beta1: float")
-    .Input("beta2: float")
-    .Input("epsilon: float")
+    SCALAR_INPUTS
     .Input("grad: N * float")
     .Attr("N: int >= 1")
     .Attr("use_decay: list(bool)")
-    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext*) {
-      return absl::OkStatus();
-    })
+    .SetShapeFn(NoOutputs)
     .Doc("BertAdamWeightDecay of N variables; variable i is decayed if use_decay[i].");
 
 REGISTER_KERNEL_BUILDER(Name("BertAdamWeightDecay").Device(DEVICE_CPU), DenseUpdateOp);
