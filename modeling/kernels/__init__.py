@@ -12,13 +12,11 @@ the TensorFlow version, so a stale build is never loaded: `load()` returns None
 and the optimizer keeps TensorFlow's ops, which give the same values.
 """
 
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 
 import tensorflow as tf
+
+from native import build as native_build
 
 _DIR = os.path.dirname(os.path.abspath(__file__))
 _SOURCES = [os.path.join(_DIR, "fused_adam.cc")]
@@ -32,43 +30,21 @@ _loaded = {}
 
 def library_path():
   """Path of the shared library built from the current sources for this TensorFlow."""
-  digest = hashlib.sha256()
-  for source in _SOURCES:
-    with open(source, "rb") as f:
-      digest.update(f.read())
-  digest.update(tf.__version__.encode())
-  digest.update(" ".join(_FLAGS).encode())
-  return os.path.join(_DIR, "_bert_kernels.%s.so" % digest.hexdigest()[:16])
+  return native_build.library_path(_DIR, "_bert_kernels", _SOURCES, _FLAGS,
+                                   extra=tf.__version__)
 
 
-def build(compiler=None, verbose=True):
+def build(verbose=True):
   """Compiles the sources into library_path(); returns that path.
 
   Raises:
     RuntimeError: no C++ compiler, or the compiler failed (its output included).
   """
-  compiler = compiler or os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-  if not compiler:
-    raise RuntimeError("no C++ compiler found (looked for $CXX, g++, c++); install one "
-                       "(Debian/Ubuntu: apt-get install g++) and run "
-                       "`python -m modeling.kernels` again")
-  out = library_path()
-  # Written beside the target, then renamed: a half-written library is never loaded.
-  fd, tmp = tempfile.mkstemp(suffix=".so", dir=_DIR)
-  os.close(fd)
-  cmd = ([compiler] + _SOURCES + ["-o", tmp] + _FLAGS + tf.sysconfig.get_compile_flags() +
-         tf.sysconfig.get_link_flags())
-  proc = subprocess.run(cmd, capture_output=True, text=True)
-  if proc.returncode != 0:
-    os.unlink(tmp)
-    raise RuntimeError("compiling the kernels failed:\n%s\n%s" % (" ".join(cmd),
-                                                                  proc.stderr[-4000:]))
-  os.replace(tmp, out)
+  out = native_build.compile_library(
+      library_path(), _SOURCES, _FLAGS,
+      link_flags=tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags(),
+      what="the optimizer kernel")
   _loaded.pop(out, None)  # load() may have found nothing here before
-  for name in os.listdir(_DIR):  # builds of older sources
-    if name.startswith("_bert_kernels.") and name.endswith(".so") and \
-        os.path.join(_DIR, name) != out:
-      os.unlink(os.path.join(_DIR, name))
   if verbose:
     print("built %s" % out)
   return out
