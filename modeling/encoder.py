@@ -14,6 +14,7 @@ from typing import List, NamedTuple
 
 import tensorflow as tf
 
+from modeling import kernels
 from modeling.config import BertConfig
 
 LAYER_NORM_EPSILON = 1e-12
@@ -187,7 +188,7 @@ def get_activation(name):
   return _ACTIVATIONS[name]
 
 
-def layer_norm(x, gamma, beta, fused=None):
+def layer_norm(x, gamma, beta, fused=None, training=False):
   """LayerNorm over the last axis, computed in float32 with epsilon 1e-12.
 
   Args:
@@ -196,6 +197,10 @@ def layer_norm(x, gamma, beta, fused=None):
     beta: float32 variable [H].
     fused: None, or a scalar bool tensor from fused_layer_norm_condition: where it
       is true, oneDNN's fused LayerNorm (_layer_norm_onednn) computes the result.
+    training: python bool. In training on CPUs the LayerNorm and its gradient are
+      this project's kernel (modeling/kernels/layer_norm.cc) when it is built and
+      the graph is not compiled by XLA; inference graphs (and so exported models)
+      never use it.
 
   Returns:
     float32 tensor [..., H].
@@ -203,6 +208,9 @@ def layer_norm(x, gamma, beta, fused=None):
   with tf.name_scope("layer_norm"):
     x = tf.cast(x, tf.float32)
     gamma, beta = tf.convert_to_tensor(gamma), tf.convert_to_tensor(beta)
+    library = kernels.for_model_code() if training and fused is None else None
+    if library is not None:
+      return _layer_norm_kernel(library, x, gamma, beta)
     if fused is None:
       return _layer_norm_float32(x, gamma, beta)
     return tf.cond(fused, lambda: _layer_norm_onednn(x, gamma, beta),
@@ -272,6 +280,30 @@ def _layer_norm_onednn(x, gamma, beta):
       tf.reshape(x, tf.stack([1, rows, h, 1])), tf.fill(channels, 1.0),
       tf.fill(channels, 0.0), epsilon=LAYER_NORM_EPSILON, data_format="NCHW")
   return tf.reshape(normed, tf.shape(x)) * gamma + beta
+
+
+def _layer_norm_kernel(library, x, gamma, beta):
+  """_layer_norm_float32's math as two kernel calls, forward and backward.
+
+  Args:
+    library: the loaded modeling/kernels op library.
+    x: float32 [..., H].
+    gamma, beta: float32 [H].
+
+  Returns:
+    float32 [..., H].
+  """
+  @tf.custom_gradient
+  def forward(x, gamma, beta):
+    y, mean, inv_std = library.bert_layer_norm(x, gamma, beta,
+                                               epsilon=LAYER_NORM_EPSILON)
+
+    def grad(dy):
+      return library.bert_layer_norm_grad(dy, x, mean, inv_std, gamma)
+
+    return y, grad
+
+  return forward(x, gamma, beta)
 
 
 @tf.custom_gradient
@@ -681,7 +713,8 @@ class TransformerLayer(NamedVariableModule):
       attn = dropout(attn, cfg.hidden_dropout_prob, training, dropout_seed, 1)
       fused = None if first_token_only else fused_layer_norm
       attn = layer_norm(tf.cast(attn, tf.float32) + x, self.attention_ln_gamma,
-                        self.attention_ln_beta, fused)  # float32 [B*S or B, H]
+                        self.attention_ln_beta, fused,
+                        training)  # float32 [B*S or B, H]
 
     with tf.name_scope("ffn"):
       if training and self.training_activation in _TAKES_BIAS:
@@ -694,7 +727,7 @@ class TransformerLayer(NamedVariableModule):
       out = self.output_dense(inter, dt, training)  # [B*S or B, H]
       out = dropout(out, cfg.hidden_dropout_prob, training, dropout_seed, 2)
       return layer_norm(tf.cast(out, tf.float32) + attn, self.output_ln_gamma,
-                        self.output_ln_beta, fused)
+                        self.output_ln_beta, fused, training)
 
 
 class BertModel(NamedVariableModule):
@@ -797,7 +830,7 @@ class BertModel(NamedVariableModule):
     emb += tf.expand_dims(self.position_embeddings[:seq_length], 0)  # [1, S, H]
     fused_layer_norm = fused_layer_norm_condition(emb, training)  # [B*S, H] values
     emb = layer_norm(emb, self.embedding_ln_gamma, self.embedding_ln_beta,
-                     fused_layer_norm)
+                     fused_layer_norm, training)
     emb = dropout(emb, cfg.hidden_dropout_prob, training, dropout_seed, 0)  # [B, S, H]
 
     mask = tf.cast(tf.reshape(input_mask, [batch_size, 1, 1, seq_length]), tf.float32)

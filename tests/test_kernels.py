@@ -1,10 +1,13 @@
 """Tests for modeling.kernels: the one-pass CPU update of AdamWeightDecay gives the
-values of the TensorFlow ops it replaces, to the bit, and rejects bad input."""
+values of the TensorFlow ops it replaces, to the bit; the training LayerNorm gives
+them to float32 rounding; both reject bad input."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from modeling import BertConfig, BertModel
+from modeling import encoder as encoder_lib
 from modeling import kernels
 from modeling.optimization import (AdamWeightDecay, DynamicLossScale,
                                    LinearWarmupLinearDecay)
@@ -21,7 +24,7 @@ def _kernel():
 def test_kernels_are_built_for_these_sources():
   lib = _kernel()
   for op in ("bert_adam_weight_decay", "bert_sparse_adam_weight_decay",
-             "bert_group_adam_weight_decay"):
+             "bert_group_adam_weight_decay", "bert_layer_norm", "bert_layer_norm_grad"):
     assert hasattr(lib, op)
 
 
@@ -240,3 +243,82 @@ def test_eager_update_equals_the_tensorflow_ops_to_the_bit():
     results.append([v.numpy() for v in variables])
   for got, want in zip(*results):
     np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------------------------ LayerNorm
+
+
+def _layer_norm_and_grads(fn, x, gamma, beta, dy):
+  with tf.GradientTape() as tape:
+    tape.watch([x, gamma, beta])
+    y = fn(x, gamma, beta)
+  return [y] + tape.gradient(y, [x, gamma, beta], output_gradients=dy)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 16), (70, 33), (1, 384), (2, 1), (0, 8)])
+def test_layer_norm_kernel_matches_the_tensorflow_ops(shape):
+  lib = _kernel()
+  rng = np.random.default_rng(sum(shape))
+  x = tf.constant(rng.normal(size=shape) * 3 + 1, tf.float32)
+  gamma = tf.constant(rng.normal(size=shape[-1]), tf.float32)
+  beta = tf.constant(rng.normal(size=shape[-1]), tf.float32)
+  dy = tf.constant(rng.normal(size=shape), tf.float32)
+  expected = _layer_norm_and_grads(encoder_lib._layer_norm_float32, x, gamma, beta, dy)
+
+  def kernel(x, gamma, beta):
+    return encoder_lib._layer_norm_kernel(lib, x, gamma, beta)
+
+  got = _layer_norm_and_grads(kernel, x, gamma, beta, dy)
+  for name, ours, ref in zip(("y", "dx", "dgamma", "dbeta"), got, expected):
+    assert ours.shape == ref.shape, name
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=2e-5, err_msg=name)
+  # Traced the same: the row blocks are summed in a fixed order.
+  traced = tf.function(lambda *a: _layer_norm_and_grads(kernel, *a))(x, gamma, beta, dy)
+  for ours, again in zip(got, traced):
+    np.testing.assert_array_equal(ours, again)
+
+
+def test_layer_norm_kernel_rejects_mismatched_shapes():
+  lib = _kernel()
+  x = tf.ones([4, 8])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"gamma and beta must be \[8\]"):
+    lib.bert_layer_norm(x, tf.ones([7]), tf.ones([7]), epsilon=1e-12)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="beta has shape"):
+    lib.bert_layer_norm(x, tf.ones([8]), tf.ones([9]), epsilon=1e-12)
+  y, mean, inv_std = lib.bert_layer_norm(x, tf.ones([8]), tf.zeros([8]), epsilon=1e-12)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="dy has shape"):
+    lib.bert_layer_norm_grad(tf.ones([4, 9]), x, mean, inv_std, tf.ones([8]))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="mean and inv_std need 4"):
+    lib.bert_layer_norm_grad(y, x, mean[:3], inv_std, tf.ones([8]))
+
+
+def _model_graph_ops(training, jit_compile=False):
+  tf.random.set_seed(3)
+  model = BertModel(BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=32,
+                               max_position_embeddings=16))
+  ids = tf.constant([[2, 5, 7, 0]])
+  mask = tf.constant([[1, 1, 1, 0]])
+
+  def loss():
+    with tf.GradientTape() as tape:
+      out = model(ids, mask, tf.zeros_like(ids), training=training)
+      value = tf.reduce_sum(out.sequence_output)
+    return value, tape.gradient(value, model.trainable_variables)
+
+  fn = tf.function(loss, autograph=False, jit_compile=jit_compile)
+  fn()  # runs: no kernel inside XLA
+  graph = fn.get_concrete_function().graph
+  ops = {op.type for op in graph.get_operations()}
+  for function in graph.as_graph_def().library.function:
+    ops |= {node.op for node in function.node_def}
+  return ops
+
+
+def test_layer_norm_kernel_only_in_cpu_training_graphs_outside_xla():
+  _kernel()
+  assert {"BertLayerNorm", "BertLayerNormGrad"} <= _model_graph_ops(training=True)
+  # Inference graphs (and so exported models) and XLA-compiled steps keep TF's ops.
+  assert not {"BertLayerNorm", "BertLayerNormGrad"} & _model_graph_ops(training=False)
+  assert not {"BertLayerNorm", "BertLayerNormGrad"} & _model_graph_ops(
+      training=True, jit_compile=True)

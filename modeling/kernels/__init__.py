@@ -7,9 +7,14 @@ optimizer's update (clip, weight decay, Adam). Written as TensorFlow ops it read
 and writes every variable three times, a fixed cost per step that weighs most in
 short-text fine-tuning (bench/RESULTS.md, session 12); XLA was slower still.
 
+layer_norm.cc: the training LayerNorm and its gradient, one pass over the rows
+each, in place of about eighteen TensorFlow ops (bench/RESULTS.md, session 13).
+Same formula, float32 rounding differs (sums in another order).
+
 The shared library is named after a hash of the sources, the compiler flags and
 the TensorFlow version, so a stale build is never loaded: `load()` returns None
-and the optimizer keeps TensorFlow's ops, which give the same values.
+and the optimizer and the model keep TensorFlow's ops (the optimizer's give the
+same values to the bit, the LayerNorm's to float32 rounding).
 """
 
 import os
@@ -19,7 +24,7 @@ import tensorflow as tf
 from native import build as native_build
 
 _DIR = os.path.dirname(os.path.abspath(__file__))
-_SOURCES = [os.path.join(_DIR, "fused_adam.cc")]
+_SOURCES = [os.path.join(_DIR, name) for name in ("fused_adam.cc", "layer_norm.cc")]
 # -ffp-contract=off: no fused multiply-adds, so the roundings are TensorFlow's.
 # -fno-math-errno lets the compiler vectorize sqrt. No -march: the library must
 # run on any CPU the TensorFlow wheel runs on.
@@ -52,11 +57,34 @@ def build(verbose=True):
 
 def load():
   """The loaded op library (bert_adam_weight_decay, bert_sparse_adam_weight_decay,
-  bert_group_adam_weight_decay), or None when it is not built for these sources,
-  flags and this TensorFlow."""
+  bert_group_adam_weight_decay, bert_layer_norm, bert_layer_norm_grad), or None
+  when it is not built for these sources, flags and this TensorFlow."""
   path = library_path()
   if path not in _loaded:
     _loaded[path] = tf.load_op_library(path) if os.path.exists(path) else None
   return _loaded[path]
 
 
+def _in_xla_context():
+  """True while tracing code that XLA will compile (jit_compile, TPUs), or when
+  that cannot be told (TensorFlow moved the private helper)."""
+  try:
+    from tensorflow.python.framework import ops  # pylint: disable=g-import-not-at-top
+    from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top
+    return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
+  except (ImportError, AttributeError):
+    return True
+
+
+def for_model_code():
+  """The op library for model code being traced now, or None where it cannot run.
+
+  None inside a function XLA compiles (tf.function(jit_compile=True), and so the
+  training step under --use_xla; TPU programs), when a GPU or TPU is visible (the
+  model's ops would be placed there), or when the library is not built.
+  """
+  if tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"):
+    return None
+  if _in_xla_context():
+    return None
+  return load()
