@@ -87,7 +87,8 @@ def _fused_for_training(parts):
   one that does (ONEDNN_VERBOSE shows x64:gemm:jit for the first).
 
   Returns:
-    op(x, bias=None): x [..., N] of any float dtype, bias [N] in x's dtype or None.
+    op(x, bias=None): x [..., N] of any float dtype, bias [N] in x's dtype or
+    float32 (the variable itself, whose gradient then stays float32), or None.
   """
   @tf.function(jit_compile=True, autograph=False)
   def forward(x, bias):
@@ -103,7 +104,12 @@ def _fused_for_training(parts):
   def with_bias(x, bias):
     def grad(dy):
       dx = backward(dy, x, bias)
-      return dx, tf.raw_ops.BiasAddGrad(out_backprop=dx)
+      # The bias's gradient summed in float32 where this project's kernel runs
+      # (see bias_add_for_training), else by TensorFlow in dx's dtype.
+      library = kernels.for_model_code()
+      if library is not None:
+        return dx, tf.cast(library.bert_bias_grad(dx), bias.dtype)
+      return dx, tf.cast(tf.raw_ops.BiasAddGrad(out_backprop=dx), bias.dtype)
     return forward(x, bias), grad
 
   @tf.custom_gradient
@@ -457,6 +463,35 @@ class BertOutput(NamedTuple):
     return self.embedding_output
 
 
+def bias_add_for_training(product, bias):
+  """product + bias in training; on CPUs the bias's gradient is summed in float32.
+
+  TensorFlow's gradient of a bfloat16 bias add (BiasAddGrad) sums the rows in
+  bfloat16, and the Cast back to the float32 variable is one more op. With this
+  project's kernels (modeling/kernels, CPUs, outside XLA) one kernel call sums
+  the rows in float32 straight into the variable's gradient; elsewhere the
+  bias add is TensorFlow's.
+
+  Args:
+    product: [..., K] in the compute dtype.
+    bias: float32 [K].
+
+  Returns:
+    [..., K] in product's dtype.
+  """
+  library = kernels.for_model_code()
+  if library is None:
+    return tf.nn.bias_add(product, tf.cast(bias, product.dtype))
+
+  @tf.custom_gradient
+  def add(product, bias):
+    def grad(dy):
+      return dy, library.bert_bias_grad(dy)
+    return tf.nn.bias_add(product, tf.cast(bias, product.dtype)), grad
+
+  return add(product, bias)
+
+
 class _Dense(object):
   """A kernel [in, out] and bias [out] pair registered on a NamedVariableModule."""
 
@@ -475,18 +510,20 @@ class _Dense(object):
     else:
       self.frozen = (_GraphConstant(self.kernel, dtype), _GraphConstant(self.bias, dtype))
 
-  def matmul_and_bias(self, x, dtype):
-    """(x @ kernel, bias) in `dtype` from the variables, the bias not yet added."""
-    return (tf.matmul(tf.cast(x, dtype), tf.cast(self.kernel, dtype)),
-            tf.cast(self.bias, dtype))
+  def matmul(self, x, dtype):
+    """x @ kernel in `dtype`, from the variable (no bias)."""
+    return tf.matmul(tf.cast(x, dtype), tf.cast(self.kernel, dtype))
 
   def __call__(self, x, dtype, training=True):
     """x: [N, in] -> [N, out] in `dtype`."""
-    if self.frozen is not None and not training:
+    if training:
+      return bias_add_for_training(self.matmul(x, dtype),
+                                   tf.convert_to_tensor(self.bias))
+    if self.frozen is not None:
       kernel, bias = (_frozen_value(w) for w in self.frozen)
       product = tf.matmul(tf.cast(x, dtype), kernel)
     else:
-      product, bias = self.matmul_and_bias(x, dtype)
+      product, bias = self.matmul(x, dtype), tf.cast(self.bias, dtype)
     # bias_add (not +) is the pattern TensorFlow fuses into the matmul kernel.
     return tf.nn.bias_add(product, bias)
 
@@ -560,18 +597,20 @@ class TransformerLayer(NamedVariableModule):
     self._frozen_qkv = None  # 16-bit inference: fused [H, 3H] kernel and bias
     self._frozen_heads = None  # float32 inference: see _heads_query_key_value
 
-  def _qkv_weights(self, scale_query=True):
+  def _qkv_weights(self, scale_query=True, bias_dtype=None):
     """The fused [H, 3H] kernel and [3H] bias in the compute dtype.
 
     Args:
       scale_query: fold the 1/sqrt(D) score scale into the query kernel and bias.
+      bias_dtype: the bias's dtype, if not the compute dtype.
     """
     scale = 1.0 / math.sqrt(float(self.head_size)) if scale_query else 1.0
     kernel = tf.concat([self.query.kernel * scale, self.key.kernel,
                         self.value.kernel], axis=1)  # [H, 3H]
     bias = tf.concat([self.query.bias * scale, self.key.bias, self.value.bias],
                      axis=0)  # [3H]
-    return tf.cast(kernel, self.compute_dtype), tf.cast(bias, self.compute_dtype)
+    return (tf.cast(kernel, self.compute_dtype),
+            tf.cast(bias, bias_dtype or self.compute_dtype))
 
   def freeze_for_inference(self):
     """Precomputes the weights of inference calls (training=False).
@@ -650,11 +689,15 @@ class TransformerLayer(NamedVariableModule):
     """
     n, d = self.num_heads, self.head_size
     dt = self.compute_dtype
-    if self._frozen_qkv is not None and not training:
-      kernel, bias = (_frozen_value(w) for w in self._frozen_qkv)
+    if training:
+      kernel, bias = self._qkv_weights(bias_dtype=tf.float32)
+      qkv = bias_add_for_training(tf.matmul(tf.cast(x, dt), kernel), bias)
     else:
-      kernel, bias = self._qkv_weights()
-    qkv = tf.nn.bias_add(tf.matmul(tf.cast(x, dt), kernel), bias)
+      if self._frozen_qkv is not None:
+        kernel, bias = (_frozen_value(w) for w in self._frozen_qkv)
+      else:
+        kernel, bias = self._qkv_weights()
+      qkv = tf.nn.bias_add(tf.matmul(tf.cast(x, dt), kernel), bias)
     qkv = tf.reshape(qkv, [batch_size, seq_length, 3, n, d])
     qkv = tf.transpose(qkv, [2, 0, 3, 1, 4])  # [3, B, N, S, D]
     return tf.unstack(qkv, num=3, axis=0)
@@ -720,7 +763,8 @@ class TransformerLayer(NamedVariableModule):
       if training and self.training_activation in _TAKES_BIAS:
         # The bias is added in the activation's fused pass (_fused_for_training).
         inter = self.training_activation(
-            *self.intermediate.matmul_and_bias(attn, dt))  # [B*S or B, I]
+            self.intermediate.matmul(attn, dt),
+            tf.convert_to_tensor(self.intermediate.bias))  # [B*S or B, I]
       else:
         activation = self.training_activation if training else self.activation
         inter = activation(self.intermediate(attn, dt, training))  # [B*S or B, I]
@@ -848,6 +892,7 @@ class BertModel(NamedVariableModule):
       all_layers.append(tf.reshape(x, [batch_size, -1, cfg.hidden_size]))
     sequence_output = all_layers[-1]  # [B, S, H] ([B, 1, H] with pooled_only)
     first_token = sequence_output[:, 0, :]  # [B, H]
-    pooled = tf.tanh(tf.cast(self.pooler(first_token, dt), tf.float32))  # [B, H]
+    pooled = tf.tanh(tf.cast(self.pooler(first_token, dt, training),
+                             tf.float32))  # [B, H]
     return BertOutput(sequence_output=sequence_output, pooled_output=pooled,
                       all_encoder_layers=all_layers, embedding_output=emb)

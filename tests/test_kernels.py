@@ -24,7 +24,8 @@ def _kernel():
 def test_kernels_are_built_for_these_sources():
   lib = _kernel()
   for op in ("bert_adam_weight_decay", "bert_sparse_adam_weight_decay",
-             "bert_group_adam_weight_decay", "bert_layer_norm", "bert_layer_norm_grad"):
+             "bert_group_adam_weight_decay", "bert_layer_norm", "bert_layer_norm_grad",
+             "bert_bias_grad"):
     assert hasattr(lib, op)
 
 
@@ -315,10 +316,55 @@ def _model_graph_ops(training, jit_compile=False):
   return ops
 
 
-def test_layer_norm_kernel_only_in_cpu_training_graphs_outside_xla():
+_MODEL_KERNEL_OPS = {"BertLayerNorm", "BertLayerNormGrad", "BertBiasGrad"}
+
+
+def test_model_kernels_only_in_cpu_training_graphs_outside_xla():
   _kernel()
-  assert {"BertLayerNorm", "BertLayerNormGrad"} <= _model_graph_ops(training=True)
+  assert _MODEL_KERNEL_OPS <= _model_graph_ops(training=True)
   # Inference graphs (and so exported models) and XLA-compiled steps keep TF's ops.
-  assert not {"BertLayerNorm", "BertLayerNormGrad"} & _model_graph_ops(training=False)
-  assert not {"BertLayerNorm", "BertLayerNormGrad"} & _model_graph_ops(
-      training=True, jit_compile=True)
+  assert not _MODEL_KERNEL_OPS & _model_graph_ops(training=False)
+  assert not _MODEL_KERNEL_OPS & _model_graph_ops(training=True, jit_compile=True)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16, tf.float16])
+def test_bias_grad_kernel_sums_in_float32(dtype):
+  lib = _kernel()
+  rng = np.random.default_rng(6)
+  for shape in [(768, 40), (3, 70, 17), (1, 5), (0, 4)]:
+    dy = tf.cast(tf.constant(rng.normal(size=shape), tf.float32), dtype)
+    exact = np.asarray(dy, np.float64).reshape(-1, shape[-1]).sum(axis=0)
+    got = lib.bert_bias_grad(dy)
+    assert got.dtype == tf.float32 and got.shape == (shape[-1],)
+    # float32 sums of the (rounded) inputs: off by float32 rounding only.
+    np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-4)
+  if dtype == tf.bfloat16:
+    # TensorFlow's BiasAddGrad sums bfloat16 in bfloat16, far off over many rows.
+    dy = tf.cast(tf.constant(rng.normal(size=(768, 64)), tf.float32), dtype)
+    exact = np.asarray(dy, np.float64).sum(axis=0)
+    tf_error = np.abs(np.asarray(tf.raw_ops.BiasAddGrad(out_backprop=dy), np.float64)
+                      - exact).max()
+    assert np.abs(np.asarray(lib.bert_bias_grad(dy)) - exact).max() < 1e-3 < tf_error
+
+
+def test_bias_add_for_training_gradients():
+  _kernel()
+  rng = np.random.default_rng(8)
+  product = tf.constant(rng.normal(size=(6, 5, 12)), tf.float32)
+  bias = tf.constant(rng.normal(size=12), tf.float32)
+  dy = tf.constant(rng.normal(size=(6, 5, 12)), tf.float32)
+  with tf.GradientTape() as tape:
+    tape.watch([product, bias])
+    out = encoder_lib.bias_add_for_training(product, bias)
+  d_product, d_bias = tape.gradient(out, [product, bias], output_gradients=dy)
+  np.testing.assert_allclose(out, product + bias, rtol=1e-6)
+  np.testing.assert_array_equal(d_product, dy)
+  np.testing.assert_allclose(d_bias, np.sum(dy, axis=(0, 1)), rtol=1e-5, atol=1e-5)
+  # A bfloat16 product: the float32 bias gets a float32 gradient.
+  with tf.GradientTape() as tape:
+    tape.watch(bias)
+    out = encoder_lib.bias_add_for_training(tf.cast(product, tf.bfloat16), bias)
+  d_bias = tape.gradient(out, bias, output_gradients=tf.cast(dy, tf.bfloat16))
+  assert out.dtype == tf.bfloat16 and d_bias.dtype == tf.float32
+  exact = np.asarray(tf.cast(tf.cast(dy, tf.bfloat16), tf.float64)).sum(axis=(0, 1))
+  np.testing.assert_allclose(d_bias, exact, rtol=1e-5, atol=1e-4)
