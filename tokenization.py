@@ -725,6 +725,21 @@ def _is_word_decomposable(tokenizer):
           type(tokenizer.wordpiece_tokenizer) is WordpieceTokenizer)
 
 
+def _native_wordpiece(tok):
+  """The C++ tokenizer for FullTokenizer `tok`, or False where it cannot serve."""
+  lib = native_wordpiece.load()
+  wordpiece = tok.wordpiece_tokenizer
+  if (lib is None or wordpiece.vocab is not tok.vocab or
+      wordpiece.unk_token not in tok.vocab):
+    return False
+  try:
+    return native_wordpiece.NativeWordpiece(
+        tok.vocab, tok.basic_tokenizer.do_lower_case, wordpiece.max_input_chars_per_word,
+        tok.vocab[wordpiece.unk_token], lib)
+  except ValueError:  # a vocab the C++ tables do not take
+    return False
+
+
 class BatchTokenizer(object):
   """Converts many texts at once, with exactly the reference tokenizer's output.
 
@@ -791,17 +806,8 @@ class BatchTokenizer(object):
     ids outside 0..2**31-1).
     """
     if self._native is None:
-      self._native = False
-      tok = self.tokenizer
-      lib = native_wordpiece.load() if self.use_native and self.use_word_cache else None
-      wordpiece = tok.wordpiece_tokenizer if lib is not None else None
-      if wordpiece and wordpiece.vocab is tok.vocab and wordpiece.unk_token in tok.vocab:
-        try:
-          self._native = native_wordpiece.NativeWordpiece(
-              tok.vocab, tok.basic_tokenizer.do_lower_case,
-              wordpiece.max_input_chars_per_word, tok.vocab[wordpiece.unk_token], lib)
-        except ValueError:  # a vocab the C++ tables do not take
-          pass
+      self._native = self.use_native and self.use_word_cache and _native_wordpiece(
+          self.tokenizer)
     return self._native or None
 
   def _word_ids(self, word):

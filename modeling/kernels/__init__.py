@@ -8,8 +8,9 @@ and writes every variable three times, a fixed cost per step that weighs most in
 short-text fine-tuning (bench/RESULTS.md, session 12); XLA was slower still.
 
 layer_norm.cc: the training LayerNorm and its gradient, one pass over the rows
-each, in place of about eighteen TensorFlow ops (bench/RESULTS.md, session 13).
-Same formula, float32 rounding differs (sums in another order).
+each, in place of about eighteen TensorFlow ops, and bias gradients summed in
+float32 (bench/RESULTS.md, session 13). Same formulas, float32 rounding differs
+(sums in another order).
 
 The shared library is named after a hash of the sources, the compiler flags and
 the TensorFlow version, so a stale build is never loaded: `load()` returns None
@@ -57,8 +58,9 @@ def build(verbose=True):
 
 def load():
   """The loaded op library (bert_adam_weight_decay, bert_sparse_adam_weight_decay,
-  bert_group_adam_weight_decay, bert_layer_norm, bert_layer_norm_grad), or None
-  when it is not built for these sources, flags and this TensorFlow."""
+  bert_group_adam_weight_decay, bert_layer_norm, bert_layer_norm_grad,
+  bert_bias_grad), or None when it is not built for these sources, flags and this
+  TensorFlow."""
   path = library_path()
   if path not in _loaded:
     _loaded[path] = tf.load_op_library(path) if os.path.exists(path) else None

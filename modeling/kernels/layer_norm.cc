@@ -1,5 +1,6 @@
 /* BERT's LayerNorm for training on CPUs: the forward pass and its gradient, each
-one pass over the rows.
+one pass over the rows; and the gradient of a bias summed in float32 (BertBiasGrad,
+at the end of this file).
 
 For each row x of H values (float32), as modeling/encoder.py's
 _layer_norm_float32 writes it with TensorFlow ops:
@@ -181,6 +182,21 @@ void BackwardBlocks(const float* __restrict dy, const float* __restrict x,
   }
 }
 
+// The rows of a [..., width] tensor: all elements over the last dimension.
+inline int64_t Rows(const Tensor& t, int64_t width) {
+  return width ? t.NumElements() / width : 0;
+}
+
+// out[i] += the i-th of each block's partial sums, block after block in order (the
+// blocks are `stride` floats apart), so the total does not depend on the threads.
+void AddBlocksInOrder(const float* partial, int64_t blocks, int64_t stride,
+                      int64_t width, float* out) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float* block = partial + b * stride;
+    for (int64_t i = 0; i < width; ++i) out[i] += block[i];
+  }
+}
+
 // x [..., H] as (rows, H); fails the op unless gamma (and more) are [H].
 bool RowsAndWidth(OpKernelContext* ctx, const Tensor& x, const Tensor& gamma,
                   int64_t* rows, int64_t* width) {
@@ -190,7 +206,7 @@ bool RowsAndWidth(OpKernelContext* ctx, const Tensor& x, const Tensor& gamma,
     return false;
   }
   *width = x.dim_size(x.dims() - 1);
-  *rows = *width ? x.NumElements() / *width : 0;
+  *rows = Rows(x, *width);
   if (!TensorShapeUtils::IsVector(gamma.shape()) || gamma.dim_size(0) != *width) {
     ctx->SetStatus(errors::InvalidArgument("LayerNorm: gamma and beta must be [",
                                            *width, "] for x of shape ",
@@ -291,14 +307,8 @@ class LayerNormGradOp : public OpKernel {
         [=](Eigen::Index first_block, Eigen::Index end_block) {
           BackwardBlocks(dyp, xp, mp, sp, gp, rows, h, first_block, end_block, dxp, pp);
         });
-    for (int64_t b = 0; b < blocks; ++b) {
-      const float* block_dgamma = pp + b * 2 * h;
-      const float* block_dbeta = block_dgamma + h;
-      for (int64_t i = 0; i < h; ++i) {
-        dgp[i] += block_dgamma[i];
-        dbp[i] += block_dbeta[i];
-      }
-    }
+    AddBlocksInOrder(pp, blocks, 2 * h, h, dgp);
+    AddBlocksInOrder(pp + h, blocks, 2 * h, h, dbp);
   }
 };
 
@@ -404,7 +414,7 @@ class BiasGradOp : public OpKernel {
                 errors::InvalidArgument("BiasGrad needs dy of rank >= 1, got shape ",
                                         dy.shape().DebugString()));
     const int64_t k = dy.dim_size(dy.dims() - 1);
-    const int64_t rows = k ? dy.NumElements() / k : 0;
+    const int64_t rows = Rows(dy, k);
     Tensor* grad;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({k}), &grad));
     float* out = grad->flat<float>().data();
@@ -419,9 +429,7 @@ class BiasGradOp : public OpKernel {
         [=](Eigen::Index first_block, Eigen::Index end_block) {
           BiasGradBlocks(dyp, rows, k, first_block, end_block, pp);
         });
-    for (int64_t b = 0; b < blocks; ++b) {
-      for (int64_t i = 0; i < k; ++i) out[i] += pp[b * k + i];
-    }
+    AddBlocksInOrder(pp, blocks, k, k, out);
   }
 };
 
