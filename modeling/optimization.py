@@ -8,6 +8,7 @@ so that the SUM all-reduce of the replicas' gradients (done once per step inside
 Clipping and the update then run identically on every replica.
 """
 
+import math
 import re
 
 import tensorflow as tf
@@ -138,18 +139,36 @@ def summed_rows(slices):
   return tf.IndexedSlices(values, rows, slices.dense_shape)
 
 
-class AdamWeightDecay(object):
-  """Adam with decoupled weight decay, exactly the original BERT optimizer.
+# The --optimizer choices: the original's update, and the bias-corrected one.
+OPTIMIZERS = ("adamweightdecay", "adamw")
 
-  No bias correction; update = m / (sqrt(v) + epsilon) + weight_decay_rate * param for
-  variables whose name matches none of exclude_from_weight_decay; param -= lr * update.
-  Gradients are clipped by global norm `clip_norm` first (None to disable).
+
+class AdamWeightDecay(object):
+  """Adam with decoupled weight decay: the original BERT optimizer, or AdamW.
+
+  The original (bias_correction=False) has no bias correction:
+    update = m / (sqrt(v) + epsilon) + weight_decay_rate * param
+    param -= lr * update
+  for variables whose name matches none of exclude_from_weight_decay (the decay term
+  is left out for those). Gradients are clipped by global norm `clip_norm` first
+  (None to disable).
+
+  With bias_correction=True it is AdamW as torch.optim.AdamW and the Hugging Face
+  Trainer compute it (Loshchilov & Hutter; Adam's bias correction at step t, counted
+  from 1):
+    param *= 1 - lr * weight_decay_rate
+    param -= lr / (1 - beta_1^t) * m / (sqrt(v) / sqrt(1 - beta_2^t) + epsilon)
+  Without the correction a step is (1 - beta_1^t) / sqrt(1 - beta_2^t) times the
+  corrected one (with the default betas about 6.5 at step 10, 3.2 at step 100, 1.3
+  at step 1000), so a short fine-tuning run takes steps several times larger than
+  its learning rate says; recipes tuned with AdamW want a lower learning rate here.
   """
 
   def __init__(self, learning_rate, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,
                epsilon=1e-6, exclude_from_weight_decay=("LayerNorm", "layer_norm",
                                                         "bias"),
-               clip_norm=1.0, loss_scale=None, use_cpu_kernel=True):
+               clip_norm=1.0, loss_scale=None, use_cpu_kernel=True,
+               bias_correction=False):
     """Args:
       learning_rate: float, or a callable step -> lr (e.g. LinearWarmupLinearDecay),
         evaluated at global_step before it is incremented.
@@ -161,6 +180,8 @@ class AdamWeightDecay(object):
       use_cpu_kernel: update variables on the CPU with this project's one-pass
         kernel (modeling/kernels) when it is built; same values as the TensorFlow
         ops, which are used otherwise (GPU, TPU, XLA, kernel not built).
+      bias_correction: False for the original update, True for AdamW's (see the
+        class docstring). The checkpoint format is the same either way.
     """
     self.learning_rate = learning_rate
     self.weight_decay_rate = weight_decay_rate
@@ -170,6 +191,7 @@ class AdamWeightDecay(object):
     self.exclude_from_weight_decay = tuple(exclude_from_weight_decay or ())
     self.clip_norm = clip_norm
     self.loss_scale = loss_scale
+    self.bias_correction = bool(bias_correction)
     self._kernel = kernels.load() if use_cpu_kernel else None
     self._names = None
 
@@ -283,16 +305,45 @@ class AdamWeightDecay(object):
       with tf.name_scope("clip_by_global_norm"):
         clip_scale = _clip_scale(grads, self.clip_norm)
     lr = self.learning_rate_at(self.global_step)
+    hyper = (lr,) + self._step_size_and_epsilon(lr)
     with tf.name_scope("adam_update"):
       ctx.merge_call(self._distributed_apply,
-                     args=(present, grads, lr, clip_scale, is_finite, sparse))
+                     args=(present, grads, hyper, clip_scale, is_finite, sparse))
 
-  def _distributed_apply(self, strategy, present, grads, lr, clip_scale, is_finite,
+  def _step_size_and_epsilon(self, lr):
+    """The step size and epsilon of this step's update, in the original's form.
+
+    The original's are the learning rate and epsilon. AdamW's bias-corrected update
+      lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    equals the original's form
+      [lr * sqrt(1 - b2^t) / (1 - b1^t)] * m / (sqrt(v) + [eps * sqrt(1 - b2^t)])
+    so the CPU kernel and TensorFlow's Adam op compute both. 1 - b^t is formed as
+    -expm1(t * log(b)), which keeps float32's precision where 1 - b^t is small.
+
+    Args:
+      lr: float32 scalar, the learning rate at this step.
+
+    Returns:
+      (step_size, epsilon), float32 scalars.
+    """
+    epsilon = tf.constant(self.epsilon, tf.float32)
+    if not self.bias_correction:
+      return lr, epsilon
+    t = tf.cast(self.global_step + 1, tf.float32)  # Adam counts steps from 1
+    correction_1 = -tf.math.expm1(t * math.log(self.beta_1))
+    sqrt_correction_2 = tf.sqrt(-tf.math.expm1(t * math.log(self.beta_2)))
+    return lr * sqrt_correction_2 / correction_1, epsilon * sqrt_correction_2
+
+  def _distributed_apply(self, strategy, present, grads, hyper, clip_scale, is_finite,
                          kernel_allowed):
-    """Cross-replica: runs the same update on every replica's copy."""
+    """Cross-replica: runs the same update on every replica's copy.
+
+    hyper is (learning rate, step size, epsilon) of this step.
+    """
     grouped = None
     if kernel_allowed and strategy.num_replicas_in_sync == 1:
-      grouped = self._grouped_kernel_update(present, grads, lr, clip_scale, is_finite)
+      grouped = self._grouped_kernel_update(present, grads, hyper, clip_scale,
+                                            is_finite)
     if grouped is not None:
       updates = grouped
     else:
@@ -300,7 +351,7 @@ class AdamWeightDecay(object):
       for i, grad in zip(present, grads):
         updates.append(strategy.extended.update(
             self._vars[i], self._apply_one,
-            args=(grad, self._m[i], self._v[i], lr, clip_scale, is_finite,
+            args=(grad, self._m[i], self._v[i], hyper, clip_scale, is_finite,
                   self._use_wd[i], kernel_allowed),
             group=False))
     with tf.control_dependencies(tf.nest.flatten(updates)):
@@ -315,15 +366,15 @@ class AdamWeightDecay(object):
         step_update = tf.nest.flatten([step_update, scale_update])
     return tf.group(tf.nest.flatten(updates) + tf.nest.flatten(step_update))
 
-  def _kernel_scalars(self, lr, decay, clip_scale):
+  def _kernel_scalars(self, step_size, epsilon, decay, clip_scale):
     """The scalar inputs of the kernel ops; decay None means 1 (not decayed)."""
     one = tf.constant(1.0, tf.float32)
-    return dict(lr=lr, decay=decay if decay is not None else one,
+    return dict(lr=step_size, decay=decay if decay is not None else one,
                 clip_scale=(tf.cast(clip_scale, tf.float32) if clip_scale is not None
                             else one),
                 beta1=tf.constant(self.beta_1, tf.float32),
                 beta2=tf.constant(self.beta_2, tf.float32),
-                epsilon=tf.constant(self.epsilon, tf.float32))
+                epsilon=epsilon)
 
   def _sparse_kernel_update(self, param, m, v, grad, scalars):
     """The kernel's update of one variable from a gradient's distinct rows."""
@@ -331,7 +382,7 @@ class AdamWeightDecay(object):
         var=param.handle, m=m.handle, v=v.handle, indices=grad.indices,
         values=grad.values, **scalars)
 
-  def _grouped_kernel_update(self, present, grads, lr, clip_scale, is_finite):
+  def _grouped_kernel_update(self, present, grads, hyper, clip_scale, is_finite):
     """The whole update in one kernel call (one more per sparse gradient).
 
     A step has about 100 variables, most of them small (biases, LayerNorm), and an
@@ -346,6 +397,7 @@ class AdamWeightDecay(object):
     if self._kernel is None or not all(
         _is_plain_cpu_float32(self._vars[i]) for i in present):
       return None
+    lr, step_size, epsilon = hyper
     decay = (1.0 - lr * self.weight_decay_rate) if self.weight_decay_rate else None
 
     def update():
@@ -355,8 +407,8 @@ class AdamWeightDecay(object):
         if isinstance(grad, tf.IndexedSlices):
           ops.append(self._sparse_kernel_update(
               self._vars[i], self._m[i], self._v[i], grad,
-              self._kernel_scalars(lr, decay if self._use_wd[i] else None,
-                                   clip_scale)))
+              self._kernel_scalars(step_size, epsilon,
+                                   decay if self._use_wd[i] else None, clip_scale)))
         else:
           dense.append((i, grad))
       if dense:
@@ -366,20 +418,22 @@ class AdamWeightDecay(object):
             v=[self._v[i].handle for i, _ in dense],
             grad=[grad for _, grad in dense],
             use_decay=[self._use_wd[i] for i, _ in dense],
-            **self._kernel_scalars(lr, decay, clip_scale)))
+            **self._kernel_scalars(step_size, epsilon, decay, clip_scale)))
       return ops
 
     if self.loss_scale is None:
       return update()
     return [tf.cond(is_finite, lambda: tf.group(update()), tf.no_op)]
 
-  def _apply_one(self, param, grad, m, v, lr, clip_scale, is_finite, use_wd,
+  def _apply_one(self, param, grad, m, v, hyper, clip_scale, is_finite, use_wd,
                  kernel_allowed):
-    """The original per-variable update (runs on one replica's copies).
+    """The per-variable update (runs on one replica's copies).
 
     The original computes param -= lr * (m / (sqrt(v) + epsilon) + wd * param) with
     m = beta_1 * m + (1 - beta_1) * grad and v = beta_2 * v + (1 - beta_2) * grad^2,
-    no bias correction, grad already multiplied by the clip factor. On the CPU,
+    no bias correction, grad already multiplied by the clip factor; AdamW's step
+    size and epsilon take the place of lr and epsilon in the Adam term (see
+    _step_size_and_epsilon). On the CPU,
     with modeling/kernels built, that is one pass of this project's kernel, which
     takes a gather's gradient as its distinct rows. Otherwise it is three
     TensorFlow kernels: the clip multiply, the decay param *= 1 - lr * wd (it uses
@@ -387,12 +441,13 @@ class AdamWeightDecay(object):
     m, v and param in one pass; with both beta powers 0 its bias-correction factor
     is exactly 1. Both give the same values to the bit (tests/test_kernels.py).
     """
+    lr, step_size, epsilon = hyper
     decay = (1.0 - lr * self.weight_decay_rate) if use_wd else None
     use_kernel = (kernel_allowed and self._kernel is not None and
                   param.dtype == tf.float32 and _on_cpu(param))
 
     def kernel_update():
-      scalars = self._kernel_scalars(lr, decay, clip_scale)
+      scalars = self._kernel_scalars(step_size, epsilon, decay, clip_scale)
       if isinstance(grad, tf.IndexedSlices):
         return self._sparse_kernel_update(param, m, v, grad, scalars)
       return self._kernel.bert_adam_weight_decay(
@@ -419,9 +474,9 @@ class AdamWeightDecay(object):
         zero = tf.constant(0.0, tf.float32)
         ops.append(tf.raw_ops.ResourceApplyAdam(
             var=param.handle, m=m.handle, v=v.handle, beta1_power=zero,
-            beta2_power=zero, lr=lr, beta1=tf.constant(self.beta_1, tf.float32),
-            beta2=tf.constant(self.beta_2, tf.float32),
-            epsilon=tf.constant(self.epsilon, tf.float32), grad=clipped,
+            beta2_power=zero, lr=step_size,
+            beta1=tf.constant(self.beta_1, tf.float32),
+            beta2=tf.constant(self.beta_2, tf.float32), epsilon=epsilon, grad=clipped,
             use_locking=False))
       return tf.group(ops)
 

@@ -35,6 +35,7 @@ def test_schedule_values():
 
 def numpy_adamw(params, grads, m, v, lr, wd_names, clip=1.0, wd=0.01, b1=0.9,
                 b2=0.999, eps=1e-6):
+  """The original BERT update (optimization.py's AdamWeightDecayOptimizer)."""
   norm = np.sqrt(sum((g ** 2).sum() for g in grads.values()))
   scale = clip / max(norm, clip)
   for name in params:
@@ -45,6 +46,24 @@ def numpy_adamw(params, grads, m, v, lr, wd_names, clip=1.0, wd=0.01, b1=0.9,
     if name in wd_names:
       update = update + wd * params[name]
     params[name] = params[name] - lr * update
+
+
+def numpy_torch_adamw(params, grads, m, v, lr, step, wd_names, clip=1.0, wd=0.01,
+                      b1=0.9, b2=0.999, eps=1e-8):
+  """torch.optim.AdamW's update (single-tensor path, as the Hugging Face Trainer
+  runs it after clip_grad_norm_), written out from its documented algorithm."""
+  norm = np.sqrt(sum((g ** 2).sum() for g in grads.values()))
+  scale = min(1.0, clip / (norm + 1e-6))  # clip_grad_norm_'s factor
+  for name in params:
+    g = grads[name] * scale
+    if name in wd_names:
+      params[name] = params[name] * (1 - lr * wd)
+    m[name] = b1 * m[name] + (1 - b1) * g
+    v[name] = b2 * v[name] + (1 - b2) * g * g
+    bias_correction1 = 1 - b1 ** step
+    bias_correction2 = 1 - b2 ** step
+    denom = np.sqrt(v[name]) / np.sqrt(bias_correction2) + eps
+    params[name] = params[name] - lr / bias_correction1 * m[name] / denom
 
 
 def test_adam_weight_decay_matches_numpy():
@@ -80,6 +99,44 @@ def test_adam_weight_decay_matches_numpy():
   np.testing.assert_allclose(slots["dense/bias/adam_m"].numpy(), m["dense/bias"],
                              rtol=1e-5, atol=1e-7)
   assert opt._use_wd == [True, False, False, False]
+
+
+@pytest.mark.parametrize("use_cpu_kernel", [True, False])
+def test_adamw_bias_correction_matches_torch_formula(use_cpu_kernel):
+  # --optimizer=adamw must be the Trainer's AdamW, step for step, on the kernel
+  # path and on TensorFlow's ops, and must differ from the original.
+  rng = np.random.RandomState(3)
+  init = {"dense/kernel": rng.randn(4, 3), "dense/bias": rng.randn(3),
+          "x/LayerNorm/gamma": rng.randn(3)}
+  init = {k: val.astype(np.float32) for k, val in init.items()}
+  variables = {k: tf.Variable(val, name=k) for k, val in init.items()}
+  sched = LinearWarmupLinearDecay(0.01, num_train_steps=20, num_warmup_steps=3)
+  opt = AdamWeightDecay(sched, weight_decay_rate=0.01, epsilon=1e-8,
+                        bias_correction=True, use_cpu_kernel=use_cpu_kernel)
+  opt.build(variables)
+  assert opt.has_cpu_kernel == use_cpu_kernel
+  params = {k: val.astype(np.float64) for k, val in init.items()}
+  original = {k: val.copy() for k, val in params.items()}
+  m = {k: np.zeros_like(val) for k, val in params.items()}
+  v = {k: np.zeros_like(val) for k, val in params.items()}
+  m0 = {k: np.zeros_like(val) for k, val in params.items()}
+  v0 = {k: np.zeros_like(val) for k, val in params.items()}
+  step_fn = tf.function(opt.apply_gradients)
+  for step in range(6):
+    scale = 10.0 if step == 2 else 0.05  # clipping active on one step
+    grads = {k: (rng.randn(*val.shape) * scale).astype(np.float32)
+             for k, val in init.items()}
+    lr = float(sched(step))
+    numpy_torch_adamw(params, grads, m, v, lr, step + 1, wd_names={"dense/kernel"})
+    numpy_adamw(original, grads, m0, v0, lr, wd_names={"dense/kernel"}, eps=1e-8)
+    step_fn([tf.constant(grads[k]) for k in variables])
+  for k in variables:
+    np.testing.assert_allclose(variables[k].numpy(), params[k], rtol=2e-5, atol=2e-6)
+    # The original's steps are several times larger this early: clearly apart.
+    assert np.max(np.abs(params[k] - original[k])) > 1e-3
+  # Same slots as the original: the checkpoint format does not change.
+  np.testing.assert_allclose(opt.slot_variables()["dense/kernel/adam_v"].numpy(),
+                             v["dense/kernel"], rtol=1e-4)
 
 
 def test_summed_rows_equals_the_dense_gradient():

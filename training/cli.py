@@ -14,6 +14,7 @@ import sys
 from absl import flags
 from absl import logging
 
+from modeling import optimization
 from training import distribution
 from training import files
 from training import loop as loop_lib
@@ -134,6 +135,23 @@ def define_port_flags(*, seed_help, dynamic_padding_help, overwrite_help,
       "Split each train batch into this many micro-batches and accumulate their "
       "gradients before one optimizer step: train_batch_size stays the effective "
       "batch size while memory holds only a micro-batch.", flag_values=flag_values)
+  flags.DEFINE_enum(
+      "optimizer", "adamweightdecay", list(optimization.OPTIMIZERS),
+      "adamweightdecay: the original BERT optimizer (Adam without bias correction, "
+      "decoupled weight decay); old recipes keep their results. adamw: the same "
+      "with Adam's bias correction, as torch.optim.AdamW and the Hugging Face "
+      "Trainer; recipes tuned there (e.g. learning rate 1e-4 for small models) "
+      "carry over. Without the correction early steps are several times larger "
+      "than the learning rate says, so the original wants a lower one.",
+      flag_values=flag_values)
+  flags.DEFINE_float(
+      "adam_epsilon", 1e-6,
+      "Adam's epsilon (the original's 1e-6; torch and the Trainer use 1e-8).",
+      flag_values=flag_values)
+  flags.DEFINE_float(
+      "weight_decay_rate", 0.01,
+      "Decoupled weight decay of every variable except LayerNorm and biases "
+      "(the original's 0.01).", flag_values=flag_values)
   flags.DEFINE_integer("keep_checkpoint_max", 5,
                        "How many recent checkpoints to keep in output_dir (0: all).",
                        flag_values=flag_values)
@@ -370,6 +388,9 @@ def train_config(flag_values, num_train_steps, num_warmup_steps, **extra):
       seed=flag_values.seed,
       precision=flag_values.precision,
       use_xla=flag_values.use_xla,
+      optimizer=flag_values.optimizer,
+      adam_epsilon=flag_values.adam_epsilon,
+      weight_decay_rate=flag_values.weight_decay_rate,
       **extra)
 
 

@@ -55,6 +55,10 @@ class TrainConfig:
     seed: base seed of the data order and of dropout.
     precision: "float32", "bfloat16" or "float16".
     use_xla: compile the replica step with XLA.
+    optimizer: "adamweightdecay" (the original's update) or "adamw" (with Adam's
+      bias correction); see modeling.optimization.AdamWeightDecay.
+    adam_epsilon: Adam's epsilon.
+    weight_decay_rate: decoupled weight decay (LayerNorm and biases excluded).
     eval_every_steps: evaluate every this many steps (0: only at the end).
     best_metric: metric that picks the best checkpoint, e.g. "eval_accuracy".
     best_metric_mode: "max" or "min".
@@ -73,6 +77,9 @@ class TrainConfig:
   seed: int = 12345
   precision: str = "float32"
   use_xla: bool = False
+  optimizer: str = "adamweightdecay"
+  adam_epsilon: float = 1e-6
+  weight_decay_rate: float = 0.01
   eval_every_steps: int = 0
   best_metric: str = "eval_accuracy"
   best_metric_mode: str = "max"
@@ -167,6 +174,9 @@ class Trainer:
       raise ValueError(
           f"The micro-batch ({micro} = train_batch_size / gradient_accumulation_steps)"
           f" must be divisible by the {strategy.num_replicas_in_sync} replicas")
+    if config.optimizer not in optimization.OPTIMIZERS:
+      raise ValueError(f"Unknown optimizer {config.optimizer!r}; expected one of "
+                       f"{', '.join(optimization.OPTIMIZERS)}")
     if config.precision not in PRECISIONS:
       raise ValueError(f"Unknown precision {config.precision!r}; expected one of "
                        f"{', '.join(PRECISIONS)}")
@@ -183,8 +193,10 @@ class Trainer:
       # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
       self.loss_scale = (optimization.DynamicLossScale()
                          if config.precision == "float16" else None)
-      self.optimizer = optimization.AdamWeightDecay(learning_rate=self.schedule,
-                                                    loss_scale=self.loss_scale)
+      self.optimizer = optimization.AdamWeightDecay(
+          learning_rate=self.schedule, weight_decay_rate=config.weight_decay_rate,
+          epsilon=config.adam_epsilon, loss_scale=self.loss_scale,
+          bias_correction=config.optimizer == "adamw")
       self.optimizer.build(self.model_variables)
     self._variable_list = list(self.model_variables.values())
     self._train_chunk = None
@@ -428,6 +440,9 @@ class Trainer:
                  "= %s, XLA = %s", cfg.train_batch_size,
                  self.strategy.num_replicas_in_sync, cfg.gradient_accumulation_steps,
                  cfg.precision, cfg.use_xla)
+    logging.info("  Optimizer = %s, peak learning rate = %g, warmup = %d steps, "
+                 "weight decay = %g, epsilon = %g", cfg.optimizer, cfg.learning_rate,
+                 cfg.num_warmup_steps, cfg.weight_decay_rate, cfg.adam_epsilon)
     if not self.optimizer.has_cpu_kernel:
       logging.info("  The optimizer's one-pass CPU kernel is not built; the update "
                    "runs as TensorFlow ops (same values, slower). Build it with "
