@@ -199,8 +199,10 @@ def test_dev_split_eval_every_steps_and_best_checkpoint(tmp_path):
       "--num_train_epochs=2", "--learning_rate=1e-3", "--dev_split=0.25",
       "--eval_every_steps=6", "--best_checkpoint_metric=eval_macro_f1",
       "--class_weights=balanced", "--gradient_accumulation_steps=2",
-      "--precision=bfloat16"))
+      "--precision=bfloat16", "--optimizer=adamw", "--adam_epsilon=1e-8"))
   log = result.stderr
+  assert "Optimizer = adamw, peak learning rate = 0.001, warmup = 1 steps" in log
+  assert "epsilon = 1e-08" in log
   assert "holding out a stratified 25.0%" in log
   assert "Class weights (balanced)" in log
   assert "Using the best checkpoint" in log
@@ -210,6 +212,16 @@ def test_dev_split_eval_every_steps_and_best_checkpoint(tmp_path):
       == [4] * 6
   state = json.loads((out / "train_state.json").read_text())
   assert [h["step"] for h in state["history"]] == [6, 12, 18]
+  # The metrics table at the end, and the same history as TSV.
+  assert "Evaluations during training (* the kept best by eval_macro_f1" in log
+  assert f"{state['best_step']}*" in log
+  history = [line.split("\t") for line in
+             (out / "eval_history.tsv").read_text().splitlines()]
+  assert history[0][:2] == ["step", "train_loss"] and "eval_accuracy" in history[0]
+  assert [row[0] for row in history[1:]] == ["6", "12", "18"]
+  column = history[0].index("eval_macro_f1")
+  assert max(float(row[column]) for row in history[1:]) == pytest.approx(
+      state["best_value"], rel=1e-5)
   assert os.path.exists(out / "best_checkpoint" / f"model.ckpt-{state['best_step']}.index")
   best = checkpoint_arrays(out / "best_checkpoint" / f"model.ckpt-{state['best_step']}")
   assert "global_step" not in best and not any(k.endswith("adam_m") for k in best)

@@ -36,6 +36,10 @@ PRECISIONS = {"float32": tf.float32, "bfloat16": tf.bfloat16, "float16": tf.floa
 
 BEST_DIR = "best_checkpoint"
 TRAIN_STATE_FILE = "train_state.json"
+EVAL_HISTORY_FILE = "eval_history.tsv"
+# Columns of the evaluation table logged when training ends, when present.
+HISTORY_TABLE_KEYS = ("eval_loss", "eval_accuracy", "eval_f1", "eval_macro_f1",
+                      "eval_mcc", "exact_match", "f1")
 
 
 @dataclasses.dataclass
@@ -347,15 +351,25 @@ class Trainer:
     return {"best_value": None, "best_step": None, "evals_without_improvement": 0,
             "history": []}
 
-  def _after_eval(self, metrics: Dict, state: Dict) -> bool:
-    """Records an evaluation, keeps the best weights; returns True to stop early."""
+  def _after_eval(self, metrics: Dict, state: Dict, train_loss: float) -> bool:
+    """Records an evaluation, keeps the best weights; returns True to stop early.
+
+    Args:
+      metrics: the evaluation's metrics.
+      state: the run's train state (history, best value), updated in place.
+      train_loss: mean training loss of the steps since the previous evaluation.
+    """
     step = self.global_step
     cfg = self.config
     if cfg.best_metric not in metrics:
       raise ValueError(f"--best_checkpoint_metric={cfg.best_metric!r} is not among "
                        f"the evaluation metrics: {', '.join(sorted(metrics))}")
     value = float(metrics[cfg.best_metric])
-    state["history"].append({"step": step, cfg.best_metric: value})
+    entry = {"step": step, "train_loss": train_loss}
+    entry.update({k: float(v) for k, v in metrics.items()
+                  if isinstance(v, (int, float, np.floating, np.integer))
+                  and k != "global_step"})
+    state["history"].append(entry)
     if _is_better(value, state["best_value"], cfg.best_metric_mode):
       state["best_value"], state["best_step"] = value, step
       state["evals_without_improvement"] = 0
@@ -370,6 +384,8 @@ class Trainer:
                    state["evals_without_improvement"])
     if self.is_chief:
       _write_json_atomic(os.path.join(self.output_dir, TRAIN_STATE_FILE), state)
+      files.write_text_atomic(os.path.join(self.output_dir, EVAL_HISTORY_FILE),
+                              history_tsv(state["history"]))
     patience = cfg.early_stopping_patience
     return patience > 0 and state["evals_without_improvement"] >= patience
 
@@ -451,6 +467,12 @@ class Trainer:
     with _StopOnSignal() as stop:
       result = self._train_loop(iterator, eval_fn, state, stop, start_step, run_start,
                                 run_start_step)
+    if state["history"]:
+      logging.info("Evaluations during training (* the kept best by %s; all "
+                   "metrics in %s):\n%s", cfg.best_metric,
+                   os.path.join(self.output_dir, EVAL_HISTORY_FILE),
+                   history_table(state["history"], cfg.best_metric,
+                                 state["best_step"]))
     # Releasing the input pipeline stops its background threads. It takes
     # milliseconds; tf.data's autotuning thread once made it take up to a minute
     # (_without_autotune_thread): say so if it happens again.
@@ -469,6 +491,7 @@ class Trainer:
     loss_value = float("nan")
     stopped_early = False
     window_start, window_steps, window_loss = time.time(), 0, 0.0
+    eval_window_steps, eval_window_loss = 0, 0.0
     while step < cfg.num_train_steps:
       boundaries = [cfg.num_train_steps, _next_multiple(step, cfg.save_checkpoints_steps),
                     _next_multiple(step, cfg.log_every_steps)]
@@ -483,6 +506,8 @@ class Trainer:
             f"{self.output_dir} is intact; lower --learning_rate or check the data.")
       window_steps += num_steps
       window_loss += chunk_loss
+      eval_window_steps += num_steps
+      eval_window_loss += chunk_loss
       if step % cfg.log_every_steps == 0 or step >= cfg.num_train_steps:
         now = time.time()
         loss_value = window_loss / max(window_steps, 1)
@@ -512,7 +537,9 @@ class Trainer:
           (step % cfg.eval_every_steps == 0 or step >= cfg.num_train_steps)):
         metrics = eval_fn()
         self._log_summaries(metrics, step, "eval")
-        if self._after_eval(metrics, state):
+        train_loss = eval_window_loss / max(eval_window_steps, 1)
+        eval_window_steps, eval_window_loss = 0, 0.0
+        if self._after_eval(metrics, state, train_loss):
           logging.info("Early stopping at step %d: %s did not improve for %d "
                        "evaluations", step, cfg.best_metric,
                        cfg.early_stopping_patience)
@@ -522,6 +549,38 @@ class Trainer:
           break
     return {"global_step": step, "loss": loss_value, "stopped_early": stopped_early,
             "best_step": state["best_step"], "best_value": state["best_value"]}
+
+
+def history_tsv(history: List[Dict]) -> str:
+  """The evaluation history as TSV: step, train_loss, then every metric, sorted."""
+  keys = sorted({k for entry in history for k in entry} - {"step", "train_loss"})
+  lines = ["\t".join(["step", "train_loss"] + keys)]
+  for entry in history:
+    lines.append("\t".join([str(entry["step"])] + [
+        "" if entry.get(k) is None else f"{entry[k]:.6g}"
+        for k in ["train_loss"] + keys]))
+  return "\n".join(lines) + "\n"
+
+
+def history_table(history: List[Dict], best_metric: str,
+                  best_step: Optional[int]) -> str:
+  """The evaluation history as an aligned text table, the best step marked.
+
+  Columns: step, train_loss, best_metric, and those of HISTORY_TABLE_KEYS that the
+  evaluations report.
+  """
+  keys = ["train_loss", best_metric] + [
+      k for k in HISTORY_TABLE_KEYS
+      if k != best_metric and any(k in entry for entry in history)]
+  header = ["step"] + keys
+  rows = []
+  for entry in history:
+    mark = "*" if entry["step"] == best_step else ""
+    rows.append([f"{entry['step']}{mark}"] + [
+        "-" if entry.get(k) is None else f"{entry[k]:.4f}" for k in keys])
+  widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+  return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths))
+                   for r in [header] + rows)
 
 
 def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -620,7 +679,7 @@ def remove_checkpoints(output_dir: str) -> None:
   if state:
     for prefix in state.all_model_checkpoint_paths:
       ckpt_lib.delete_checkpoint(prefix)
-  for name in ("checkpoint", TRAIN_STATE_FILE):
+  for name in ("checkpoint", TRAIN_STATE_FILE, EVAL_HISTORY_FILE):
     path = os.path.join(output_dir, name)
     if tf.io.gfile.exists(path):
       tf.io.gfile.remove(path)
