@@ -3,7 +3,7 @@
 import copy
 import json
 import os
-import tempfile
+import uuid
 
 # Activations the encoder knows. "gelu" is the tanh approximation used by Google's
 # original modeling.py; "gelu_exact" is the erf form (Hugging Face's "gelu").
@@ -136,9 +136,11 @@ class BertConfig(object):
     """
     json_file = os.fspath(json_file)
     directory = os.path.dirname(os.path.abspath(json_file))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_config_")
+    # open() creates the file with the user's umask (mkstemp would make it 0600,
+    # unreadable for a serving process running as another user).
+    tmp = os.path.join(directory, f".tmp_config_{uuid.uuid4().hex}")
     try:
-      with os.fdopen(fd, "w", encoding="utf-8") as f:
+      with open(tmp, "x", encoding="utf-8") as f:
         f.write(self.to_json_string())
       os.replace(tmp, json_file)
     except BaseException:

@@ -10,7 +10,7 @@ import json
 import os
 import re
 import shutil
-import tempfile
+import uuid
 from typing import Dict, List, NamedTuple
 
 import numpy as np
@@ -192,7 +192,10 @@ class _AtomicOutputDir(object):
                             % self.output_dir)
     parent = os.path.dirname(self.output_dir)
     os.makedirs(parent, exist_ok=True)
-    self.tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-convert-")
+    # mkdir gives the user's umask (mkdtemp would make it 0700, unreadable for a
+    # serving process running as another user).
+    self.tmp = os.path.join(parent, f".tmp-convert-{uuid.uuid4().hex}")
+    os.mkdir(self.tmp)
     return self.tmp
 
   def __exit__(self, exc_type, exc, tb):

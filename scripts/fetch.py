@@ -18,9 +18,9 @@ import io
 import os
 import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
+import uuid
 import zipfile
 
 GOOGLE = "https://storage.googleapis.com/bert_models"
@@ -80,7 +80,9 @@ def unpack_zip(data: bytes, target: str) -> None:
     return
   parent = os.path.dirname(os.path.abspath(target))
   os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=".fetch-")
+  # mkdir gives the user's umask (mkdtemp would make it 0700).
+  tmp = os.path.join(parent, f".fetch-{uuid.uuid4().hex}")
+  os.mkdir(tmp)
   try:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
       archive.extractall(tmp)

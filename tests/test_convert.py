@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -82,8 +83,17 @@ def run_cli(*args):
 def test_cli_round_trip_is_exact(tmp_path):
   hf_dir, bert_dir, back_dir = tmp_path / "hf", tmp_path / "bert", tmp_path / "back"
   state = write_tiny_hf_dir(hf_dir)
-  proc = run_cli("hf_to_bert", "--hf_dir", str(hf_dir), "--output_dir", str(bert_dir))
+  previous_umask = os.umask(0o022)  # the child inherits it
+  try:
+    proc = run_cli("hf_to_bert", "--hf_dir", str(hf_dir), "--output_dir", str(bert_dir))
+  finally:
+    os.umask(previous_umask)
   assert proc.returncode == 0, proc.stderr[-2000:]
+  # Readable for a serving process that runs as another user: the umask decides.
+  assert stat.S_IMODE(os.stat(bert_dir).st_mode) == 0o755
+  assert {name: oct(stat.S_IMODE(os.stat(bert_dir / name).st_mode))
+          for name in os.listdir(bert_dir)} == {
+              name: oct(0o644) for name in os.listdir(bert_dir)}
   summary = json.loads(proc.stdout.strip().splitlines()[-1])
   assert sorted(summary["ignored"]) == ["cls.predictions.bias", "embeddings.position_ids"]
   assert summary["hidden_act"] == "gelu_exact"
