@@ -199,7 +199,8 @@ def test_dev_split_eval_every_steps_and_best_checkpoint(tmp_path):
       "--num_train_epochs=2", "--learning_rate=1e-3", "--dev_split=0.25",
       "--eval_every_steps=6", "--best_checkpoint_metric=eval_macro_f1",
       "--class_weights=balanced", "--gradient_accumulation_steps=2",
-      "--precision=bfloat16", "--optimizer=adamw", "--adam_epsilon=1e-8"))
+      "--precision=bfloat16", "--optimizer=adamw", "--adam_epsilon=1e-8",
+      "--log_every_steps=6"))
   log = result.stderr
   assert "Optimizer = adamw, peak learning rate = 0.001, warmup = 1 steps" in log
   assert "epsilon = 1e-08" in log
@@ -212,6 +213,9 @@ def test_dev_split_eval_every_steps_and_best_checkpoint(tmp_path):
       == [4] * 6
   state = json.loads((out / "train_state.json").read_text())
   assert [h["step"] for h in state["history"]] == [6, 12, 18]
+  # One TensorBoard event file per split, however often the run logged.
+  for split in ("train", "eval"):
+    assert len(glob.glob(str(out / split / "events.out.tfevents.*"))) == 1, split
   # The metrics table at the end, and the same history as TSV.
   assert "Evaluations during training (* the kept best by eval_macro_f1" in log
   assert f"{state['best_step']}*" in log

@@ -204,7 +204,8 @@ class Trainer:
       self.optimizer.build(self.model_variables)
     self._variable_list = list(self.model_variables.values())
     self._train_chunk = None
-    self._summary_writer = None
+    # One TensorBoard writer (one event file) per split for the whole run.
+    self._summary_writers: Dict[str, tf.summary.SummaryWriter] = {}
 
   # ---------------------------------------------------------------- checkpoints
   def checkpoint_variables(self) -> Dict[str, tf.Variable]:
@@ -336,7 +337,10 @@ class Trainer:
   def _log_summaries(self, scalars: Dict[str, float], step: int, subdir: str) -> None:
     if not self.is_chief:
       return
-    writer = tf.summary.create_file_writer(os.path.join(self.output_dir, subdir))
+    writer = self._summary_writers.get(subdir)
+    if writer is None:
+      writer = tf.summary.create_file_writer(os.path.join(self.output_dir, subdir))
+      self._summary_writers[subdir] = writer
     with writer.as_default(step=step):
       for key, value in scalars.items():
         if isinstance(value, (int, float, np.floating, np.integer)):
@@ -464,9 +468,14 @@ class Trainer:
                    "runs as TensorFlow ops (same values, slower). Build it with "
                    "`python -m modeling.kernels`.")
     run_start, run_start_step = time.time(), start_step
-    with _StopOnSignal() as stop:
-      result = self._train_loop(iterator, eval_fn, state, stop, start_step, run_start,
-                                run_start_step)
+    try:
+      with _StopOnSignal() as stop:
+        result = self._train_loop(iterator, eval_fn, state, stop, start_step,
+                                  run_start, run_start_step)
+    finally:
+      for writer in self._summary_writers.values():
+        writer.close()
+      self._summary_writers.clear()
     if state["history"]:
       logging.info("Evaluations during training (* the kept best by %s; all "
                    "metrics in %s):\n%s", cfg.best_metric,
