@@ -9,6 +9,14 @@ import uuid
 # original modeling.py; "gelu_exact" is the erf form (Hugging Face's "gelu").
 KNOWN_ACTIVATIONS = ("gelu", "gelu_exact", "gelu_new", "relu", "tanh")
 
+# "gelu" means the tanh approximation to Google's final modeling.py but the erf form
+# to bert-as-service (whose get_activation knows only linear, relu, gelu and tanh)
+# and to Hugging Face. So files say the erf form as "hidden_act": "gelu" with
+# "gelu_approximate": false: those tools read "gelu" and compute erf, this project
+# reads both keys, and a file without the key keeps the original's meaning. In
+# memory the erf form is "gelu_exact", which older files of this project also use.
+GELU_APPROXIMATE_KEY = "gelu_approximate"
+
 _REQUIRED_FIELDS = ("vocab_size",)
 
 
@@ -87,9 +95,24 @@ class BertConfig(object):
     if missing:
       raise ConfigError("%s: missing required field(s) %s" % (source, ", ".join(missing)))
     known = {k: v for k, v in json_object.items() if k in cls._FIELDS}
+    approximate = json_object.get(GELU_APPROXIMATE_KEY)
+    if approximate is not None:
+      act = known.get("hidden_act", "gelu")
+      if not isinstance(approximate, bool):
+        raise ConfigError("%s: %s must be true or false, got %r"
+                          % (source, GELU_APPROXIMATE_KEY, approximate))
+      if act not in ("gelu", "gelu_exact", "gelu_new"):
+        raise ConfigError("%s: %s is set but hidden_act is %r, not a GELU"
+                          % (source, GELU_APPROXIMATE_KEY, act))
+      if (act == "gelu_exact" and approximate) or (act == "gelu_new" and
+                                                    not approximate):
+        raise ConfigError("%s: hidden_act %r contradicts %s=%s"
+                          % (source, act, GELU_APPROXIMATE_KEY,
+                             json.dumps(approximate)))
+      known["hidden_act"] = "gelu" if approximate else "gelu_exact"
     config = cls(**known)
     config.extra = {k: copy.deepcopy(v) for k, v in json_object.items()
-                    if k not in cls._FIELDS}
+                    if k not in cls._FIELDS and k != GELU_APPROXIMATE_KEY}
     return config
 
   @classmethod
@@ -118,8 +141,15 @@ class BertConfig(object):
     return cls.from_dict(obj, source=json_file)
 
   def to_dict(self):
-    """Returns the config as a dict (known fields then the kept extra keys)."""
+    """Returns the config as a dict (known fields then the kept extra keys).
+
+    The erf GELU is written as "hidden_act": "gelu", "gelu_approximate": false
+    (see GELU_APPROXIMATE_KEY).
+    """
     output = {f: getattr(self, f) for f in self._FIELDS}
+    if self.hidden_act == "gelu_exact":
+      output["hidden_act"] = "gelu"
+      output[GELU_APPROXIMATE_KEY] = False
     for k, v in self.extra.items():
       output.setdefault(k, copy.deepcopy(v))
     return output

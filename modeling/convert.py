@@ -18,7 +18,9 @@ import numpy as np
 from modeling import checkpoint as checkpoint_lib
 from modeling.config import BertConfig
 
-# HF activation name -> original bert_config.json name. HF "gelu" is the exact erf form.
+# HF activation name -> BertConfig.hidden_act (in memory: "gelu_exact" is the erf
+# form, written to files as "gelu" with "gelu_approximate": false; see
+# modeling.config.GELU_APPROXIMATE_KEY). HF "gelu" is the exact erf form.
 HF_TO_BERT_ACT = {"gelu": "gelu_exact", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu",
                   "relu": "relu", "tanh": "tanh"}
 BERT_TO_HF_ACT = {"gelu": "gelu_new", "gelu_new": "gelu_new", "gelu_exact": "gelu",

@@ -49,6 +49,9 @@ from modeling import heads
 EXPORT_INFO_FILE = "bert_export.json"
 PRECISIONS = {"float32": tf.float32, "bfloat16": tf.bfloat16, "float16": tf.float16}
 BERT_SERVING_PREFIX = "bert_model.ckpt"
+# bert-serving-server 1.10's modeling.get_activation: these names (lower-cased) or
+# an empty value (no activation); anything else stops the server.
+BERT_SERVING_ACTIVATIONS = ("linear", "relu", "gelu", "tanh")
 
 
 class ExportError(ValueError):
@@ -459,10 +462,13 @@ def export_bert_serving_dir(named_vars, bert_config, vocab_file, output_dir):
   an existing output_dir is replaced only if it is empty or holds a previous
   bert-serving export (a bert_model.ckpt.index).
 
-  hidden_act "gelu_exact" (erf GELU, e.g. MiniLM converted from Hugging Face) is
-  written as it is, faithful to the model, and logged as a warning: bert-serving's
-  TF1 graph only knows "gelu" and will run the tanh approximation (outputs differ in
-  the 3rd-4th decimal).
+  bert-serving's "gelu" is the erf form, its only GELU. An erf model (e.g. MiniLM
+  converted from Hugging Face) is written "hidden_act": "gelu" with
+  "gelu_approximate": false, which the server computes exactly and this project
+  reads back as the erf form. A model with the tanh approximation (Google's
+  original "gelu") is written "gelu" too, the closest name the server has: it then
+  computes the erf form, which differs from the tanh approximation by at most
+  4.8e-4 per activation (logged as a warning).
 
   Args:
     named_vars: dict {original name: tf.Variable or array}, or a model with
@@ -485,13 +491,12 @@ def export_bert_serving_dir(named_vars, bert_config, vocab_file, output_dir):
     raise ExportError(f"vocab file not found: {vocab_file}")
   output_dir = os.fspath(output_dir).rstrip("/")
   _check_bert_serving_dir(output_dir)
-  if bert_config.hidden_act not in ("gelu", "gelu_new"):
+  served_config = bert_serving_config(bert_config)
+  if bert_config.hidden_act in ("gelu", "gelu_new"):
     logging.warning(
-        "bert_config.json keeps hidden_act=%r (what this model computes), but "
-        "bert-serving's TF1 graph only knows 'gelu' (the tanh approximation)%s: its "
-        "outputs will differ slightly from this project's", bert_config.hidden_act,
-        " and will run that for gelu_exact" if bert_config.hidden_act == "gelu_exact"
-        else "")
+        "This model's GELU is the tanh approximation; bert-serving-server computes "
+        "'gelu' in the erf form, so its vectors will differ slightly (each GELU by "
+        "at most 4.8e-4) from this project's")
   parent = os.path.dirname(os.path.abspath(output_dir))
   os.makedirs(parent, exist_ok=True)
   base = os.path.basename(output_dir)
@@ -503,7 +508,7 @@ def export_bert_serving_dir(named_vars, bert_config, vocab_file, output_dir):
     ckpt_lib.save_checkpoint(prefix, weights)
     ckpt_lib.update_checkpoint_state(tmp_dir, BERT_SERVING_PREFIX,
                                      [BERT_SERVING_PREFIX])
-    bert_config.to_json_file(os.path.join(tmp_dir, "bert_config.json"))
+    served_config.to_json_file(os.path.join(tmp_dir, "bert_config.json"))
     with tf.io.gfile.GFile(vocab_file, "rb") as src, open(
         os.path.join(tmp_dir, "vocab.txt"), "wb") as dst:
       dst.write(src.read())
@@ -520,12 +525,34 @@ def export_bert_serving_dir(named_vars, bert_config, vocab_file, output_dir):
   return {"output_dir": output_dir, "num_variables": len(weights), "checked": checked}
 
 
+def bert_serving_config(bert_config):
+  """The config to write for bert-serving: hidden_act a name its server accepts.
+
+  The erf GELU keeps its meaning (written "gelu" with "gelu_approximate": false);
+  the tanh approximation's "gelu_new" becomes "gelu", which the server runs in the
+  erf form (no name of its computes the tanh approximation).
+
+  Args:
+    bert_config: modeling.config.BertConfig.
+
+  Returns:
+    A new BertConfig.
+  """
+  from modeling import config as config_lib  # pylint: disable=g-import-not-at-top
+  served = config_lib.BertConfig.from_dict(bert_config.to_dict())
+  if served.hidden_act == "gelu_new":
+    served.hidden_act = "gelu"
+  return served
+
+
 def verify_bert_serving_dir(output_dir):
   """Checks a bert-as-service directory against the original BERT graph.
 
-  Every variable the original graph builds for bert_config.json (embeddings, the 16
-  variables of every layer, the pooler) must be in bert_model.ckpt with its shape,
-  the checkpoint must hold no optimizer state, and vocab.txt must fit vocab_size.
+  bert_config.json must name an activation bert-serving-server accepts
+  (BERT_SERVING_ACTIVATIONS), every variable the original graph builds for it
+  (embeddings, the 16 variables of every layer, the pooler) must be in
+  bert_model.ckpt with its shape, the checkpoint must hold no optimizer state, and
+  vocab.txt must fit vocab_size.
 
   Args:
     output_dir: a directory written by export_bert_serving_dir.
@@ -544,6 +571,13 @@ def verify_bert_serving_dir(output_dir):
     if not os.path.exists(path):
       raise ExportError(f"bert-serving check: {path} is missing")
   config = config_lib.BertConfig.from_json_file(config_path)
+  with open(config_path, encoding="utf-8") as f:
+    act = json.load(f).get("hidden_act")
+  if act and not (isinstance(act, str) and act.lower() in BERT_SERVING_ACTIVATIONS):
+    raise ExportError(
+        f"bert-serving check: {config_path} has hidden_act {act!r}, which "
+        "bert-serving-server refuses ('Unsupported activation'); it accepts "
+        f"{', '.join(BERT_SERVING_ACTIVATIONS)}")
   have = ckpt_lib.list_checkpoint_variables(prefix)
   want = original_bert_variable_shapes(config)
   problems = []

@@ -12,8 +12,10 @@
 
 Only the encoder (bert/...) is converted; heads (MLM/NSP, classifier), position_ids
 buffers and optimizer state are listed as ignored. The activation is kept faithful:
-Hugging Face "gelu" (exact erf) becomes "gelu_exact", "gelu_new"/"gelu_pytorch_tanh"
-become the original "gelu" (tanh approximation), and back.
+Hugging Face "gelu" (exact erf) is written "hidden_act": "gelu" with
+"gelu_approximate": false (bert-as-service computes that "gelu" in the erf form
+too), "gelu_new"/"gelu_pytorch_tanh" become the original "gelu" (tanh
+approximation), and back.
 """
 
 import argparse
@@ -58,10 +60,11 @@ def main(argv=None):
   except convert.ConversionError as e:
     print("error: %s" % e, file=sys.stderr)
     return 1
-  print(json.dumps({"output_dir": report.output_dir,
-                    "converted": len(report.converted),
-                    "ignored": report.ignored,
-                    "hidden_act": report.config.get("hidden_act")}))
+  summary = {"output_dir": report.output_dir, "converted": len(report.converted),
+             "ignored": report.ignored, "hidden_act": report.config.get("hidden_act")}
+  if "gelu_approximate" in report.config:
+    summary["gelu_approximate"] = report.config["gelu_approximate"]
+  print(json.dumps(summary))
   return 0
 
 

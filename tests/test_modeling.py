@@ -67,6 +67,31 @@ def test_config_bad_json_and_missing_file(tmp_path):
     BertConfig.from_json_file(tmp_path / "nope.json")
 
 
+def test_config_names_the_erf_gelu_so_bert_serving_and_hf_read_it(tmp_path):
+  # On disk the erf form is "gelu" + "gelu_approximate": false (bert-serving's and
+  # Hugging Face's "gelu" is erf); "gelu" alone keeps the original's tanh meaning.
+  exact = BertConfig(vocab_size=10, hidden_act="gelu_exact")
+  exact.to_json_file(tmp_path / "exact.json")
+  on_disk = json.loads((tmp_path / "exact.json").read_text())
+  assert on_disk["hidden_act"] == "gelu" and on_disk["gelu_approximate"] is False
+  assert BertConfig.from_json_file(tmp_path / "exact.json").hidden_act == "gelu_exact"
+  assert "gelu_approximate" not in BertConfig(vocab_size=10).to_dict()
+  for written, meant in ((dict(hidden_act="gelu"), "gelu"),
+                         (dict(hidden_act="gelu_exact"), "gelu_exact"),
+                         (dict(hidden_act="gelu", gelu_approximate=True), "gelu"),
+                         (dict(hidden_act="gelu_new", gelu_approximate=True), "gelu")):
+    config = BertConfig.from_dict(dict(vocab_size=10, **written))
+    assert config.hidden_act == meant, written
+    assert "gelu_approximate" not in config.extra
+  for written, message in (
+      (dict(hidden_act="gelu_exact", gelu_approximate=True), "contradicts"),
+      (dict(hidden_act="gelu_new", gelu_approximate=False), "contradicts"),
+      (dict(hidden_act="relu", gelu_approximate=False), "not a GELU"),
+      (dict(hidden_act="gelu", gelu_approximate="no"), "must be true or false")):
+    with pytest.raises(ConfigError, match=f"x.json: .*{message}"):
+      BertConfig.from_dict(dict(vocab_size=10, **written), source="x.json")
+
+
 def test_config_validate_errors():
   with pytest.raises(ConfigError, match="not a multiple of the number of attention"):
     tiny_config(num_attention_heads=5).validate()

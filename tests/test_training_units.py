@@ -4,6 +4,7 @@ import collections
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from sklearn import metrics as sk
 
 from processors import InputExample
@@ -151,3 +152,25 @@ def test_pipelines_run_without_the_autotune_thread(monkeypatch):
                      features)
   np.testing.assert_array_equal(out["y"], np.arange(10.0) * 2.0)
   assert switched_off == [features]
+
+
+def test_output_dir_of_an_older_run_with_the_old_gelu_spelling_resumes(tmp_path):
+  # A run written before "gelu_exact" became "gelu" + "gelu_approximate": false
+  # is the same model and resumes; another model is still refused.
+  import json  # pylint: disable=g-import-not-at-top
+  from modeling import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from modeling.config import BertConfig  # pylint: disable=g-import-not-at-top
+  from training import cli  # pylint: disable=g-import-not-at-top
+  prefix = str(tmp_path / "model.ckpt-3")
+  ckpt_lib.save_checkpoint(prefix, {"w": tf.Variable([1.0])})
+  ckpt_lib.update_checkpoint_state(str(tmp_path), prefix, [prefix])
+  old = BertConfig(vocab_size=10, hidden_act="gelu_exact").to_dict()
+  old.update(hidden_act="gelu_exact")
+  old.pop("gelu_approximate")
+  (tmp_path / "run.json").write_text(json.dumps({"bert_config": old, "labels": ["a"]}))
+  now = {"bert_config": BertConfig(vocab_size=10, hidden_act="gelu_exact").to_dict(),
+         "labels": ["a"]}
+  assert cli.check_output_dir(str(tmp_path), "run.json", now, overwrite=False)
+  other = {"bert_config": BertConfig(vocab_size=10).to_dict(), "labels": ["a"]}
+  with pytest.raises(cli.UsageError, match="bert_config differs"):
+    cli.check_output_dir(str(tmp_path), "run.json", other, overwrite=False)
