@@ -307,12 +307,11 @@ def check_output_dir(output_dir, config_file, run_config, overwrite):
     return True
   with tf.io.gfile.GFile(path) as f:
     previous = json.load(f)
-  if isinstance(previous.get("bert_config"), dict):
-    # The same model reads back the same whichever spelling an older run wrote
-    # (e.g. "gelu_exact" before "gelu" with "gelu_approximate": false).
-    from modeling import config as config_lib  # pylint: disable=g-import-not-at-top
-    previous["bert_config"] = config_lib.BertConfig.from_dict(
-        previous["bert_config"], source=path).to_dict()
+  stored = previous.get("bert_config")
+  if isinstance(stored, dict) and stored.get("hidden_act") == "gelu_exact":
+    # Older runs spelled the erf GELU "gelu_exact"; it is now "gelu" with
+    # "gelu_approximate": false (modeling.config). Same model, same run.
+    previous["bert_config"] = dict(stored, hidden_act="gelu", gelu_approximate=False)
   diffs = [key for key in sorted(run_config)
            if previous.get(key) != run_config.get(key)]
   if not diffs:
