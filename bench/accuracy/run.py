@@ -64,6 +64,9 @@ RECIPES = {
 PRIMARY_METRIC = {"emotion": "accuracy", "mrpc": "accuracy", "sst2": "accuracy",
                   "squad": "f1"}
 SYSTEMS = ("ours", "ours-original", "hf")
+SYSTEM_LABELS = {"ours": "ours, --optimizer=adamw",
+                 "ours-original": "ours, --optimizer=adamweightdecay",
+                 "hf": "Hugging Face Trainer"}
 
 
 def _emit(**fields):
@@ -264,7 +267,7 @@ def table(records):
       mean, std = _mean_std(values)
       digits = 2 if task == "squad" else 4
       rows.append(
-          f"| {task} | {system} | {recipe_text} | {len(runs)} | {name} | "
+          f"| {task} | {SYSTEM_LABELS[system]} | {recipe_text} | {len(runs)} | {name} | "
           f"{mean:.{digits}f} | {'-' if std is None else f'{std:.{digits}f}'} | "
           f"{', '.join(f'{v:.{digits}f}' for v in values)} | {wall:.0f} |")
   return "\n".join(rows)
