@@ -138,11 +138,12 @@ def define_port_flags(*, seed_help, dynamic_padding_help, overwrite_help,
   flags.DEFINE_enum(
       "optimizer", "adamweightdecay", list(optimization.OPTIMIZERS),
       "adamweightdecay: the original BERT optimizer (Adam without bias correction, "
-      "decoupled weight decay); old recipes keep their results. adamw: the same "
-      "with Adam's bias correction, as torch.optim.AdamW and the Hugging Face "
-      "Trainer; recipes tuned there (e.g. learning rate 1e-4 for small models) "
-      "carry over. Without the correction early steps are several times larger "
-      "than the learning rate says, so the original wants a lower one.",
+      "decoupled weight decay), for which the original recipes were tuned. adamw: "
+      "the same with Adam's bias correction, the update of torch.optim.AdamW and "
+      "the Hugging Face Trainer, for their recipes (e.g. learning rate 1e-4 for "
+      "small models). Without the correction early steps are several times "
+      "larger than the learning rate says, so the original wants a lower one. "
+      "Both keep the original's learning-rate schedule.",
       flag_values=flag_values)
   flags.DEFINE_float(
       "adam_epsilon", 1e-6,
