@@ -33,6 +33,7 @@ command, to bench/RESULTS.md.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -347,8 +348,10 @@ def main():
         if previous:
           records.append(previous[-1])
           continue
+        # The recipe's hash keeps runs of different recipes apart.
+        recipe_id = hashlib.sha256(recipe_key.encode()).hexdigest()[:8]
         run_dir = os.path.join(args.work_dir, f"{task}_{system}_seed{seed}_"
-                               f"lr{recipe['learning_rate']:g}")
+                               f"{recipe_id}")
         if system == "hf":
           seconds, metrics = run_hf(args, task, recipe, seed, hf_dir, run_dir, env)
         else:
