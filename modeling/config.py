@@ -20,6 +20,37 @@ GELU_APPROXIMATE_KEY = "gelu_approximate"
 _REQUIRED_FIELDS = ("vocab_size",)
 
 
+def read_json_file(json_file):
+  """The JSON object of a `bert_config.json`, as written (no field is interpreted).
+
+  Raises:
+    ConfigError: naming the file (and the line) when it is missing or not JSON.
+  """
+  json_file = os.fspath(json_file)
+  if not os.path.isfile(json_file):
+    raise ConfigError("%s: BERT config file not found" % json_file)
+  with open(json_file, "r", encoding="utf-8") as reader:
+    text = reader.read()
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ConfigError("%s: line %d: invalid JSON (%s); expected a BERT config object"
+                      % (json_file, e.lineno, e.msg)) from e
+
+
+def with_current_gelu_spelling(json_object):
+  """A config dict with the erf GELU spelled as files spell it now.
+
+  This project's older files said "hidden_act": "gelu_exact"; the same model is now
+  "gelu" with "gelu_approximate": false (GELU_APPROXIMATE_KEY). Other dicts are
+  returned as they are.
+  """
+  if (isinstance(json_object, dict) and json_object.get("hidden_act") == "gelu_exact"
+      and GELU_APPROXIMATE_KEY not in json_object):
+    return dict(json_object, hidden_act="gelu", **{GELU_APPROXIMATE_KEY: False})
+  return json_object
+
+
 class ConfigError(ValueError):
   """A BERT configuration is malformed or inconsistent."""
 
@@ -128,17 +159,7 @@ class BertConfig(object):
     Raises:
       ConfigError: if the file is missing or is not valid JSON.
     """
-    json_file = os.fspath(json_file)
-    if not os.path.isfile(json_file):
-      raise ConfigError("%s: BERT config file not found" % json_file)
-    with open(json_file, "r", encoding="utf-8") as reader:
-      text = reader.read()
-    try:
-      obj = json.loads(text)
-    except json.JSONDecodeError as e:
-      raise ConfigError("%s: line %d: invalid JSON (%s); expected a BERT config object"
-                        % (json_file, e.lineno, e.msg)) from e
-    return cls.from_dict(obj, source=json_file)
+    return cls.from_dict(read_json_file(json_file), source=os.fspath(json_file))
 
   def to_dict(self):
     """Returns the config as a dict (known fields then the kept extra keys).

@@ -570,9 +570,9 @@ def verify_bert_serving_dir(output_dir):
   for path in (config_path, prefix + ".index", os.path.join(output_dir, "vocab.txt")):
     if not os.path.exists(path):
       raise ExportError(f"bert-serving check: {path} is missing")
-  config = config_lib.BertConfig.from_json_file(config_path)
-  with open(config_path, encoding="utf-8") as f:
-    act = json.load(f).get("hidden_act")
+  written = config_lib.read_json_file(config_path)
+  config = config_lib.BertConfig.from_dict(written, source=config_path)
+  act = written.get("hidden_act")
   if act and not (isinstance(act, str) and act.lower() in BERT_SERVING_ACTIVATIONS):
     raise ExportError(
         f"bert-serving check: {config_path} has hidden_act {act!r}, which "

@@ -305,7 +305,9 @@ class AdamWeightDecay(object):
       with tf.name_scope("clip_by_global_norm"):
         clip_scale = _clip_scale(grads, self.clip_norm)
     lr = self.learning_rate_at(self.global_step)
-    hyper = (lr,) + self._step_size_and_epsilon(lr)
+    # Decayed variables take param *= decay before the Adam term.
+    decay = 1.0 - lr * self.weight_decay_rate
+    hyper = (decay,) + self._step_size_and_epsilon(lr)
     with tf.name_scope("adam_update"):
       ctx.merge_call(self._distributed_apply,
                      args=(present, grads, hyper, clip_scale, is_finite, sparse))
@@ -338,7 +340,7 @@ class AdamWeightDecay(object):
                          kernel_allowed):
     """Cross-replica: runs the same update on every replica's copy.
 
-    hyper is (learning rate, step size, epsilon) of this step.
+    hyper is (decay factor, step size, epsilon) of this step.
     """
     grouped = None
     if kernel_allowed and strategy.num_replicas_in_sync == 1:
@@ -397,8 +399,7 @@ class AdamWeightDecay(object):
     if self._kernel is None or not all(
         _is_plain_cpu_float32(self._vars[i]) for i in present):
       return None
-    lr, step_size, epsilon = hyper
-    decay = (1.0 - lr * self.weight_decay_rate) if self.weight_decay_rate else None
+    decay, step_size, epsilon = hyper
 
     def update():
       ops = []
@@ -441,8 +442,8 @@ class AdamWeightDecay(object):
     m, v and param in one pass; with both beta powers 0 its bias-correction factor
     is exactly 1. Both give the same values to the bit (tests/test_kernels.py).
     """
-    lr, step_size, epsilon = hyper
-    decay = (1.0 - lr * self.weight_decay_rate) if use_wd else None
+    decay, step_size, epsilon = hyper
+    decay = decay if use_wd else None
     use_kernel = (kernel_allowed and self._kernel is not None and
                   param.dtype == tf.float32 and _on_cpu(param))
 

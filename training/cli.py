@@ -14,6 +14,7 @@ import sys
 from absl import flags
 from absl import logging
 
+from modeling import config as config_lib
 from modeling import optimization
 from training import distribution
 from training import files
@@ -308,11 +309,10 @@ def check_output_dir(output_dir, config_file, run_config, overwrite):
     return True
   with tf.io.gfile.GFile(path) as f:
     previous = json.load(f)
-  stored = previous.get("bert_config")
-  if isinstance(stored, dict) and stored.get("hidden_act") == "gelu_exact":
-    # Older runs spelled the erf GELU "gelu_exact"; it is now "gelu" with
-    # "gelu_approximate": false (modeling.config). Same model, same run.
-    previous["bert_config"] = dict(stored, hidden_act="gelu", gelu_approximate=False)
+  # An older run's config may spell the same model differently.
+  if "bert_config" in previous:
+    previous["bert_config"] = config_lib.with_current_gelu_spelling(
+        previous["bert_config"])
   diffs = [key for key in sorted(run_config)
            if previous.get(key) != run_config.get(key)]
   if not diffs:

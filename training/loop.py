@@ -38,8 +38,7 @@ BEST_DIR = "best_checkpoint"
 TRAIN_STATE_FILE = "train_state.json"
 EVAL_HISTORY_FILE = "eval_history.tsv"
 # Columns of the evaluation table logged when training ends, when present.
-HISTORY_TABLE_KEYS = ("eval_loss", "eval_accuracy", "eval_f1", "eval_macro_f1",
-                      "eval_mcc", "exact_match", "f1")
+HISTORY_TABLE_KEYS = ("eval_loss", "eval_accuracy", "eval_macro_f1", "eval_mcc")
 
 
 @dataclasses.dataclass

