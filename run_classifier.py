@@ -86,22 +86,11 @@ cli.define_port_flags(
     "with --eval_every_steps) as a SavedModel here: signatures serving_default (ids "
     "in), serving_text and serving_text_pair (raw text in, tokenized in the graph).")
 
-flags.DEFINE_integer(
-    "eval_every_steps", 0,
-    "Evaluate on the dev set every this many steps during training, keep the "
-    "best weights in output_dir/best_checkpoint, and use them for the final "
-    "eval and predict. 0: evaluate only after training.")
-
-flags.DEFINE_string(
-    "best_checkpoint_metric", "eval_accuracy",
-    "Metric that picks the best checkpoint with --eval_every_steps: any key of "
-    "eval_results.txt, e.g. eval_accuracy, eval_macro_f1, eval_mcc or eval_loss "
-    "(lower is better for eval_loss).")
-
-flags.DEFINE_integer(
-    "early_stopping_patience", 0,
-    "With --eval_every_steps, stop training after this many evaluations without "
-    "improvement of --best_checkpoint_metric. 0: never stop early.")
+cli.define_eval_during_training_flags(
+    eval_what="the dev set",
+    default_metric="eval_accuracy",
+    metric_help="any key of eval_results.txt, e.g. eval_accuracy, eval_f1_1 (the F1 "
+    "of label 1: MRPC's F1), eval_macro_f1, eval_mcc or eval_loss")
 
 flags.DEFINE_string(
     "processor_module", None,
@@ -249,8 +238,7 @@ def validate_flags_or_throw(bert_config):
     raise UsageError(f"--data_dir={FLAGS.data_dir} is not a directory")
   if not 0.0 <= FLAGS.dev_split < 1.0:
     raise UsageError("--dev_split must be in [0, 1)")
-  if FLAGS.early_stopping_patience and not FLAGS.eval_every_steps:
-    raise UsageError("--early_stopping_patience needs --eval_every_steps")
+  cli.check_eval_during_training_flags(FLAGS)
 
 
 def main(_):
@@ -412,11 +400,7 @@ def main(_):
         strategy, model, loss_fn,
         cli.train_config(
             FLAGS, num_train_steps, num_warmup_steps,
-            eval_every_steps=FLAGS.eval_every_steps,
-            best_metric=FLAGS.best_checkpoint_metric,
-            best_metric_mode="min" if FLAGS.best_checkpoint_metric.endswith("loss")
-            else "max",
-            early_stopping_patience=FLAGS.early_stopping_patience),
+            **cli.eval_during_training_config(FLAGS)),
         FLAGS.output_dir, is_chief=is_chief)
     trainer.restore_or_initialize(FLAGS.init_checkpoint)
 

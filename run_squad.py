@@ -114,6 +114,13 @@ cli.define_port_flags(
     "signature serving_default, int32 input_ids, input_mask, segment_ids [batch, "
     "seq] -> start_logits, end_logits [batch, seq].")
 
+cli.define_eval_during_training_flags(
+    eval_what="--predict_file (scored against its answers with the official SQuAD "
+    "evaluation, as --do_eval)",
+    default_metric="f1",
+    metric_help="f1 or exact_match (v1.1); f1, exact, best_f1, HasAns_f1 and the "
+    "other keys of eval_results.txt (v2.0)")
+
 CONFIG_FILE = "squad_config.json"
 # Padding logits of a batch cut by --dynamic_padding: far below any real logit, so
 # they never reach the n-best (a padding position never yields an answer anyway).
@@ -136,6 +143,10 @@ def validate_flags_or_throw(bert_config):
         "If `do_predict` is True, then `predict_file` must be specified.")
   if FLAGS.do_eval and not FLAGS.do_predict:
     raise UsageError("--do_eval scores the predictions: it needs --do_predict")
+  cli.check_eval_during_training_flags(FLAGS)
+  if FLAGS.eval_every_steps and not (FLAGS.do_train and FLAGS.predict_file):
+    raise UsageError("--eval_every_steps evaluates during training on the answers "
+                     "of --predict_file: it needs --do_train and --predict_file")
   cli.check_common_flags(
       FLAGS, bert_config,
       positive_int_flags=("train_batch_size", "predict_batch_size",
@@ -148,7 +159,7 @@ def validate_flags_or_throw(bert_config):
         "The max_seq_length (%d) must be greater than max_query_length "
         "(%d) + 3" % (FLAGS.max_seq_length, FLAGS.max_query_length))
   for name, needed in (("train_file", FLAGS.do_train),
-                       ("predict_file", FLAGS.do_predict)):
+                       ("predict_file", FLAGS.do_predict or FLAGS.eval_every_steps)):
     path = getattr(FLAGS, name)
     if needed and not tf.io.gfile.exists(path):
       raise UsageError(f"--{name}={path} does not exist")
@@ -173,6 +184,7 @@ def main(_):
   # Devices must be configured before TensorFlow initialises them.
   distribution.split_cpu_into_logical_devices(FLAGS.num_cpu_devices)
 
+  from modeling import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   from modeling import config as config_lib  # pylint: disable=g-import-not-at-top
   from modeling import heads  # pylint: disable=g-import-not-at-top
 
@@ -203,10 +215,11 @@ def main(_):
     # Pre-shuffle the input to avoid having to make a very large shuffle buffer in
     # the input pipeline (the original does this with a fixed 12345).
     random.Random(FLAGS.seed).shuffle(train_examples)
-  if FLAGS.do_predict:
+  scores_predictions = FLAGS.do_eval or FLAGS.eval_every_steps > 0
+  if FLAGS.do_predict or FLAGS.eval_every_steps:
     predict_examples, _ = read_examples(FLAGS.predict_file, is_training=False,
-                                        require_answers=FLAGS.do_eval)
-    if FLAGS.do_eval:
+                                        require_answers=scores_predictions)
+    if scores_predictions:
       predict_dataset_json = squad_lib.load_squad_json(FLAGS.predict_file)
 
   tf.io.gfile.makedirs(FLAGS.output_dir)
@@ -219,7 +232,7 @@ def main(_):
         train_examples, tokenizer, FLAGS.max_seq_length, FLAGS.doc_stride,
         FLAGS.max_query_length, is_training=True)
   eval_features = None
-  if FLAGS.do_predict:
+  if predict_examples is not None:
     eval_features, _ = squad_lib.convert_examples_to_features(
         predict_examples, tokenizer, FLAGS.max_seq_length, FLAGS.doc_stride,
         FLAGS.max_query_length, is_training=False)
@@ -270,9 +283,46 @@ def main(_):
   with strategy.scope():
     trainer = loop_lib.Trainer(
         strategy, model, loss_fn,
-        cli.train_config(FLAGS, num_train_steps, num_warmup_steps),
+        cli.train_config(FLAGS, num_train_steps, num_warmup_steps,
+                         **cli.eval_during_training_config(FLAGS)),
         FLAGS.output_dir, is_chief=is_chief)
     trainer.restore_or_initialize(FLAGS.init_checkpoint)
+
+  eval_file = os.path.join(FLAGS.output_dir, "eval.tf_record")
+  if eval_features is not None:
+    # Every worker predicts its share during training, so each writes its copy.
+    squad_lib.write_features(eval_features, False, eval_file,
+                             pad_to_multiple=FLAGS.predict_batch_size
+                             if use_padding else None)
+
+  def predict_windows():
+    """Logits of every predict_file window: a list of RawResults in feature order."""
+    dataset = squad_lib.make_squad_dataset(
+        eval_file, FLAGS.max_seq_length, FLAGS.predict_batch_size,
+        is_training=False, drop_remainder=use_padding,
+        dynamic_padding_multiple=padding_multiple)
+    out = loop_lib.predict(strategy, predict_fn, dataset)
+    all_results = squad_postprocess.results_from_arrays(
+        out["unique_ids"], out["start_logits"], out["end_logits"])
+    if len(all_results) != len(eval_features):
+      raise RuntimeError(f"Expected {len(eval_features)} results, got "
+                         f"{len(all_results)}")
+    return all_results
+
+  def score(predictions, null_odds):
+    result = squad_postprocess.evaluate_predictions(
+        predict_dataset_json, predictions, FLAGS.version_2_with_negative,
+        null_odds if FLAGS.version_2_with_negative else None)
+    result["global_step"] = trainer.global_step
+    return result
+
+  def evaluate_during_training():
+    predictions, _, null_odds = squad_postprocess.compute_predictions(
+        predict_examples, eval_features, predict_windows(), FLAGS.n_best_size,
+        FLAGS.max_answer_length, FLAGS.do_lower_case,
+        version_2_with_negative=FLAGS.version_2_with_negative,
+        null_score_diff_threshold=FLAGS.null_score_diff_threshold)
+    return score(predictions, null_odds)
 
   if FLAGS.do_train:
     train_file = os.path.join(FLAGS.output_dir, "train.tf_record")
@@ -293,28 +343,22 @@ def main(_):
           dynamic_padding_multiple=padding_multiple)
       return dataset.skip(skip_batches)
 
-    trainer.train(dataset_fn, None)
+    trainer.train(dataset_fn, evaluate_during_training
+                  if FLAGS.eval_every_steps else None)
+
+  if FLAGS.eval_every_steps and (FLAGS.do_predict or FLAGS.export_dir):
+    best = trainer.best_checkpoint()
+    if best:
+      logging.info("Using the best checkpoint %s for predict and export", best)
+      ckpt_lib.restore_checkpoint(best, model.named_variables())
 
   if FLAGS.do_predict and is_chief:
-    eval_file = os.path.join(FLAGS.output_dir, "eval.tf_record")
-    squad_lib.write_features(eval_features, False, eval_file,
-                             pad_to_multiple=FLAGS.predict_batch_size
-                             if use_padding else None)
     logging.info("***** Running predictions *****")
     logging.info("  Num orig examples = %d", len(predict_examples))
     logging.info("  Num split examples = %d", len(eval_features))
     logging.info("  Batch size = %d", FLAGS.predict_batch_size)
     started = time.time()
-    dataset = squad_lib.make_squad_dataset(
-        eval_file, FLAGS.max_seq_length, FLAGS.predict_batch_size,
-        is_training=False, drop_remainder=use_padding,
-        dynamic_padding_multiple=padding_multiple)
-    out = loop_lib.predict(strategy, predict_fn, dataset)
-    all_results = squad_postprocess.results_from_arrays(
-        out["unique_ids"], out["start_logits"], out["end_logits"])
-    if len(all_results) != len(eval_features):
-      raise RuntimeError(f"Expected {len(eval_features)} results, got "
-                         f"{len(all_results)}")
+    all_results = predict_windows()
     logging.info("Predicted %d windows in %.1f s", len(all_results),
                  time.time() - started)
     output_dir = FLAGS.output_dir
@@ -329,10 +373,7 @@ def main(_):
         verbose_logging=FLAGS.verbose_logging)
 
     if FLAGS.do_eval:
-      result = squad_postprocess.evaluate_predictions(
-          predict_dataset_json, predictions, FLAGS.version_2_with_negative,
-          null_odds if FLAGS.version_2_with_negative else None)
-      result["global_step"] = trainer.global_step
+      result = score(predictions, null_odds)
       logging.info("***** Eval results *****")
       for key in sorted(result):
         logging.info("  %s = %s", key, result[key])
@@ -340,6 +381,8 @@ def main(_):
                               cli.format_eval_results(result))
 
   if is_chief and FLAGS.export_dir:
+    # The model holds the weights used above: the best checkpoint's when
+    # --eval_every_steps chose one, else the latest.
     from modeling import export as export_lib  # pylint: disable=g-import-not-at-top
     export_lib.export_squad_saved_model(model, FLAGS.export_dir,
                                         precision=FLAGS.export_precision)

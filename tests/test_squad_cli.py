@@ -96,12 +96,23 @@ def test_v1_train_predict_eval_then_predict_from_checkpoint(tmp_path):
   np.testing.assert_allclose(served["end_logits"].numpy(), end.numpy(), atol=1e-4)
 
 
-def test_v2_train_predict_eval(tmp_path):
+def test_v2_train_with_eval_every_steps_predict_eval(tmp_path):
   setup = _setup(tmp_path, unanswerable=True)
   out = tmp_path / "out"
-  run_script("run_squad.py", _args(
+  result = run_script("run_squad.py", _args(
       setup, out, "--do_train", "--do_predict", "--do_eval", "--num_train_epochs=1",
-      "--version_2_with_negative", "--null_score_diff_threshold=0.5"))
+      "--version_2_with_negative", "--null_score_diff_threshold=0.5",
+      "--eval_every_steps=1", "--best_checkpoint_metric=HasAns_f1"))
+  # Scored during training on predict_file's answers; the best weights predict.
+  assert "Evaluations during training (* the kept best by HasAns_f1" in result.stderr
+  assert "Using the best checkpoint" in result.stderr
+  state = json.loads((out / "train_state.json").read_text())
+  history = [line.split("\t") for line in
+             (out / "eval_history.tsv").read_text().splitlines()]
+  steps = [int(row[0]) for row in history[1:]]
+  assert steps == list(range(1, steps[-1] + 1)) and len(steps) >= 2
+  assert {"f1", "exact", "HasAns_f1"} <= set(history[0])
+  assert (out / "best_checkpoint" / f"model.ckpt-{state['best_step']}.index").exists()
   predictions = json.loads((out / "predictions.json").read_text(encoding="utf-8"))
   null_odds = json.loads((out / "null_odds.json").read_text(encoding="utf-8"))
   assert set(predictions) == set(null_odds) and len(predictions) == 15
@@ -115,6 +126,8 @@ def test_v2_train_predict_eval(tmp_path):
     assert float(evals[key]) == pytest.approx(
         official[key.replace("best_", "final_")]), key
   assert evals["NoAns_total"] == "5" and evals["HasAns_total"] == "10"
+  # The final predictions are the kept best checkpoint's.
+  assert float(evals["HasAns_f1"]) == pytest.approx(state["best_value"])
 
 
 @pytest.mark.parametrize("problem,extra,message", [
@@ -122,6 +135,8 @@ def test_v2_train_predict_eval(tmp_path):
     ("none", ["--max_query_length=40"], r"max_seq_length \(40\) must be greater"),
     ("none", ["--do_train=false"], "`do_train` or `do_predict` must be True"),
     ("bad_answer_only", [], "yields no usable question.*2 skipped"),
+    ("none", ["--do_train=false", "--do_predict", "--eval_every_steps=2"],
+     "needs --do_train and --predict_file"),
 ])
 def test_bad_input_stops_with_a_message(tmp_path, problem, extra, message):
   setup = _setup(tmp_path)

@@ -176,6 +176,34 @@ def define_port_flags(*, seed_help, dynamic_padding_help, overwrite_help,
       "float32).", flag_values=flag_values)
 
 
+def define_eval_during_training_flags(*, eval_what, default_metric, metric_help,
+                                      flag_values=flags.FLAGS):
+  """--eval_every_steps, --best_checkpoint_metric, --early_stopping_patience.
+
+  Args:
+    eval_what: what is evaluated, for the help text ("the dev set").
+    default_metric: the metric that picks the best checkpoint by default.
+    metric_help: the metrics a user can choose from, for the help text.
+    flag_values: where to define them.
+  """
+  flags.DEFINE_integer(
+      "eval_every_steps", 0,
+      f"Evaluate on {eval_what} every this many steps during training, keep the "
+      "best weights in output_dir/best_checkpoint, and use them for the final "
+      "eval, predict and export. 0: evaluate only after training.",
+      flag_values=flag_values)
+  flags.DEFINE_string(
+      "best_checkpoint_metric", default_metric,
+      "Metric that picks the best checkpoint with --eval_every_steps: "
+      f"{metric_help} (lower is better for a name ending in 'loss').",
+      flag_values=flag_values)
+  flags.DEFINE_integer(
+      "early_stopping_patience", 0,
+      "With --eval_every_steps, stop training after this many evaluations without "
+      "improvement of --best_checkpoint_metric. 0: never stop early.",
+      flag_values=flag_values)
+
+
 # ------------------------------------------------------------------------ checks
 def check_common_flags(flag_values, bert_config, positive_int_flags):
   """Checks the flags both scripts share, before anything is built.
@@ -377,6 +405,25 @@ def padding_multiple(flag_values):
   if tf.config.list_physical_devices("GPU"):
     return DYNAMIC_PADDING_MULTIPLE_GPU
   return DYNAMIC_PADDING_MULTIPLE_CPU
+
+
+def check_eval_during_training_flags(flag_values):
+  """The checks of define_eval_during_training_flags's flags."""
+  if flag_values.eval_every_steps < 0:
+    raise UsageError("--eval_every_steps must be >= 0")
+  if flag_values.early_stopping_patience < 0:
+    raise UsageError("--early_stopping_patience must be >= 0")
+  if flag_values.early_stopping_patience and not flag_values.eval_every_steps:
+    raise UsageError("--early_stopping_patience needs --eval_every_steps")
+
+
+def eval_during_training_config(flag_values):
+  """TrainConfig fields of define_eval_during_training_flags's flags."""
+  metric = flag_values.best_checkpoint_metric
+  return {"eval_every_steps": flag_values.eval_every_steps,
+          "best_metric": metric,
+          "best_metric_mode": "min" if metric.endswith("loss") else "max",
+          "early_stopping_patience": flag_values.early_stopping_patience}
 
 
 def train_config(flag_values, num_train_steps, num_warmup_steps, **extra):
