@@ -18,10 +18,11 @@ import os
 import re
 import uuid
 
-# TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512; on
-# AVX2-only CPUs they make BERT training 1.2-1.4x faster as well (bench/RESULTS.md).
-# Must be set before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 turns them off.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# TensorFlow reads its environment once, when it loads: set it before anything
+# imports TensorFlow (oneDNN kernels on, C++ start-up notices off; a value the
+# user set is kept).
+from training import environment  # pylint: disable=g-bad-import-order
+environment.configure()
 
 from absl import app
 from absl import flags
@@ -240,10 +241,15 @@ def run(argv):
                user_errors=(FileNotFoundError, tf.errors.NotFoundError))
 
 
-if __name__ == "__main__":
+def console_main():
+  """Runs the command line (installed as the `bert-extract-features` console script)."""
   flags.mark_flag_as_required("input_file")
   flags.mark_flag_as_required("vocab_file")
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("init_checkpoint")
   flags.mark_flag_as_required("output_file")
   app.run(run)
+
+
+if __name__ == "__main__":
+  console_main()

@@ -12,10 +12,11 @@ import os
 import random
 import time
 
-# TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512; on
-# AVX2-only CPUs they make BERT training 1.2-1.4x faster as well (bench/RESULTS.md).
-# Must be set before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 turns them off.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# TensorFlow reads its environment once, when it loads: set it before anything
+# imports TensorFlow (oneDNN kernels on, C++ start-up notices off; a value the
+# user set is kept).
+from training import environment  # pylint: disable=g-bad-import-order
+environment.configure()
 
 from absl import app
 from absl import flags
@@ -394,7 +395,12 @@ def run(argv):
   cli.run_main(main, argv, "run_squad.py")
 
 
-if __name__ == "__main__":
+def console_main():
+  """Runs the command line (installed as the `bert-run-squad` console script)."""
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("output_dir")
   app.run(run)
+
+
+if __name__ == "__main__":
+  console_main()

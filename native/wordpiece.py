@@ -1,9 +1,10 @@
 """The C++ WordPiece tokenizer for ASCII texts (wordpiece.cc), through ctypes.
 
-    python -m native          # build (scripts/setup_env.sh runs it)
+    python -m native          # build now (else the first use builds it)
 
-tokenization.BatchTokenizer uses it for bulk conversion when the library is built;
-otherwise it keeps its Python path, which gives the same ids. Texts that are not
+tokenization.BatchTokenizer uses it for bulk conversion; the library is compiled
+into the user cache (native.build.cache_dir()) on first use. Without a compiler
+BatchTokenizer keeps its Python path, which gives the same ids. Texts that are not
 all ASCII are handed back and go through the Python tokenizer.
 """
 
@@ -28,7 +29,7 @@ _I64P = ctypes.POINTER(ctypes.c_int64)
 
 def library_path() -> str:
   """Path of the library built from the current source and flags."""
-  return build.library_path(_DIR, _PREFIX, _SOURCES, _FLAGS)
+  return build.library_path(build.cache_dir(), _PREFIX, _SOURCES, _FLAGS)
 
 
 def build_library() -> str:
@@ -44,11 +45,11 @@ def build_library() -> str:
 
 
 def load() -> Optional[ctypes.CDLL]:
-  """The library, or None when it is not built from the current source."""
+  """The library (compiled first on first use), or None when it cannot be built."""
   path = library_path()
   if path not in _loaded:
     lib = None
-    if os.path.exists(path):
+    if build.ensure_built(path, build_library, "the C++ WordPiece tokenizer"):
       lib = ctypes.CDLL(path)
       lib.bert_wordpiece_new.restype = ctypes.c_void_p
       lib.bert_wordpiece_new.argtypes = [ctypes.c_char_p, _I64P, _I64P, _I64P,

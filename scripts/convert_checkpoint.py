@@ -24,7 +24,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before anything imports TensorFlow (see training/environment.py).
+from training import environment  # pylint: disable=g-import-not-at-top,wrong-import-position
+environment.configure()
 
 from modeling import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
 

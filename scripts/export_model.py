@@ -24,6 +24,9 @@ from absl import flags
 from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Before anything imports TensorFlow (see training/environment.py).
+from training import environment  # pylint: disable=g-import-not-at-top,wrong-import-position
+environment.configure()
 from training import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -121,5 +124,10 @@ def run(argv):
   cli.run_main(main, argv, "export_model.py")
 
 
-if __name__ == "__main__":
+def console_main():
+  """Runs the command line (installed as the `bert-export-model` console script)."""
   app.run(run)
+
+
+if __name__ == "__main__":
+  console_main()

@@ -15,15 +15,13 @@ tokenization runs inside the SavedModel with the ids of tokenization.FullTokeniz
 import os
 import sys
 
-# TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512; on
-# AVX2-only CPUs they make BERT training 1.2-1.4x faster as well (bench/RESULTS.md).
-# Must be set before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 turns them off.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
 from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Before anything imports TensorFlow (see training/environment.py).
+from training import environment  # pylint: disable=g-import-not-at-top,wrong-import-position
+environment.configure()
 from training import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -81,5 +79,10 @@ def run(argv):
                user_errors=(predict_lib.PredictError, UnicodeDecodeError))
 
 
-if __name__ == "__main__":
+def console_main():
+  """Runs the command line (installed as the `bert-predict` console script)."""
   app.run(run)
+
+
+if __name__ == "__main__":
+  console_main()

@@ -17,6 +17,28 @@ if str(PROJECT_ROOT) not in sys.path:
   sys.path.insert(0, str(PROJECT_ROOT))
 
 
+# ------------------------------------------------------------------ slow tests
+# Tests marked `slow` (a wheel installed into a new virtual environment, ...) run
+# with --slow, as CI does (.ci/run); the default run leaves them out so that it
+# stays short. They are deselected, not skipped: pytest's summary counts them.
+def pytest_addoption(parser):
+  parser.addoption("--slow", action="store_true",
+                   help="also run the tests marked slow (CI runs them)")
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: runs only with --slow (several minutes)")
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption("--slow"):
+    return
+  slow = [item for item in items if item.get_closest_marker("slow")]
+  if slow:
+    config.hook.pytest_deselected(items=slow)
+    items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 # ------------------------------------------------- an original-format checkpoint
 # What Google's run_pretraining.py writes, built here the same way (TF1 graph,
 # tf.compat.v1 variables, Saver): the bert/ variables in the original naming, the

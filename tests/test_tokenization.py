@@ -388,7 +388,8 @@ def test_native_tokenizer_threads_and_fallback_rows(bert_vocab_file):
   assert _unragged(values, row_lengths) == expected
 
 
-def test_native_tokenizer_is_used_only_where_it_is_exact(vocab_file, monkeypatch):
+def test_native_tokenizer_is_used_only_where_it_is_exact(vocab_file, monkeypatch,
+                                                         tmp_path, caplog):
   tok = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
   assert tokenization.BatchTokenizer(tok).native_tokenizer() is not None
   assert tokenization.BatchTokenizer(tok, use_native=False).native_tokenizer() is None
@@ -411,11 +412,17 @@ def test_native_tokenizer_is_used_only_where_it_is_exact(vocab_file, monkeypatch
       {"[UNK]": 0, "a\nb": 1, "c": 2, "##d": 3, "e\u00e9": 4, "f": 5}, True, 200, 0)
   values, row_lengths = native.tokenize(["c a b cd f", "a\nb"])
   assert values.tolist() == [2, 0, 0, 2, 3, 5, 0, 0] and row_lengths.tolist() == [6, 2]
-  # Not built for this source: the Python path, same ids.
+  # Not built for this source and no compiler to build it: a warning that says
+  # so, and the Python path, same ids.
   monkeypatch.setattr(tokenization.native_wordpiece, "library_path",
-                      lambda: "/nonexistent/_wordpiece.0.so")
+                      lambda: str(tmp_path / "_wordpiece.0.so"))
+  monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
   batch = tokenization.BatchTokenizer(tok)
-  assert batch.native_tokenizer() is None
+  with caplog.at_level("WARNING"):
+    assert batch.native_tokenizer() is None
+  assert "the C++ WordPiece tokenizer is not available" in caplog.text
+  assert "no-such-compiler" in caplog.text
+  assert not list(tmp_path.glob("*.so"))
   texts = ["Hello, world!", "un\x1cwanted caf\u00e9"]
   values, row_lengths = batch.tokenize_to_ragged_ids(texts)
   assert _unragged(values, row_lengths) == [

@@ -1,6 +1,6 @@
 """CPU kernels this project compiles against the installed TensorFlow.
 
-    python -m modeling.kernels          # build (scripts/setup_env.sh runs it)
+    python -m modeling.kernels          # build now (else the first use builds it)
 
 fused_adam.cc: TensorFlow 2.20 has no one-pass kernel for the original BERT
 optimizer's update (clip, weight decay, Adam). Written as TensorFlow ops it reads
@@ -12,10 +12,12 @@ each, in place of about eighteen TensorFlow ops, and bias gradients summed in
 float32 (bench/RESULTS.md, session 13). Same formulas, float32 rounding differs
 (sums in another order).
 
-The shared library is named after a hash of the sources, the compiler flags and
-the TensorFlow version, so a stale build is never loaded: `load()` returns None
-and the optimizer and the model keep TensorFlow's ops (the optimizer's give the
-same values to the bit, the LayerNorm's to float32 rounding).
+The shared library is compiled into the user cache (native.build.cache_dir()) on
+first use, named after a hash of the sources, the compiler flags and the
+TensorFlow version, so a stale build is never loaded. When it cannot be built (no
+compiler) `load()` returns None and the optimizer and the model keep TensorFlow's
+ops (the optimizer's give the same values to the bit, the LayerNorm's to float32
+rounding).
 """
 
 import os
@@ -36,8 +38,8 @@ _loaded = {}
 
 def library_path():
   """Path of the shared library built from the current sources for this TensorFlow."""
-  return native_build.library_path(_DIR, "_bert_kernels", _SOURCES, _FLAGS,
-                                   extra=tf.__version__)
+  return native_build.library_path(native_build.cache_dir(), "_bert_kernels",
+                                   _SOURCES, _FLAGS, extra=tf.__version__)
 
 
 def build(verbose=True):
@@ -59,11 +61,12 @@ def build(verbose=True):
 def load():
   """The loaded op library (bert_adam_weight_decay, bert_sparse_adam_weight_decay,
   bert_group_adam_weight_decay, bert_layer_norm, bert_layer_norm_grad,
-  bert_bias_grad), or None when it is not built for these sources, flags and this
-  TensorFlow."""
+  bert_bias_grad), compiled first on first use; None when it cannot be built."""
   path = library_path()
   if path not in _loaded:
-    _loaded[path] = tf.load_op_library(path) if os.path.exists(path) else None
+    built = native_build.ensure_built(path, lambda: build(verbose=False),
+                                      "the optimizer and LayerNorm CPU kernels")
+    _loaded[path] = tf.load_op_library(path) if built else None
   return _loaded[path]
 
 

@@ -2,7 +2,9 @@
 
 import sys
 
-from modeling import kernels
+from training import environment  # before TensorFlow loads
+environment.configure()
+from modeling import kernels  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 if __name__ == "__main__":
   try:
