@@ -298,8 +298,10 @@ def main(_):
   if FLAGS.do_train:
     if len(train_examples) < FLAGS.train_batch_size:
       raise UsageError(
-          f"Only {len(train_examples)} training examples: fewer than one batch of "
-          f"--train_batch_size={FLAGS.train_batch_size}")
+          f"Only {len(train_examples)} training examples in "
+          f"{processors.example_sources('train', FLAGS.data_dir)}"
+          f"{' (after --dev_split)' if FLAGS.dev_split > 0 else ''}: fewer than "
+          f"one batch of --train_batch_size={FLAGS.train_batch_size}")
     num_train_steps = int(len(train_examples) / FLAGS.train_batch_size *
                           FLAGS.num_train_epochs)
     if num_train_steps < 1:
@@ -307,9 +309,10 @@ def main(_):
     num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
   for name, examples in (("dev", dev_examples), ("test", test_examples)):
     if examples is not None and not examples:
-      raise UsageError(f"The {name} set of {FLAGS.data_dir} has no examples")
+      raise UsageError(f"The {name} set has no examples: "
+                       f"{processors.example_sources(name, FLAGS.data_dir)}")
 
-  tf.io.gfile.makedirs(FLAGS.output_dir)
+  cli.claim_output_dir(FLAGS)  # one run per output_dir; fails early if unwritable
   run_config = _run_config(label_list, bert_config, tokenizer_id)
   has_checkpoint = cli.check_output_dir(FLAGS.output_dir, CONFIG_FILE, run_config,
                                         FLAGS.overwrite_output_dir)
@@ -380,7 +383,7 @@ def main(_):
     # Batches come sorted by length; predict puts the outputs back in file order,
     # so the per-batch "loss" below groups the examples as the original does.
     out = loop_lib.predict(strategy, predict_fn, dataset,
-                           index_key=processors.EXAMPLE_INDEX)
+                           index_key=processors.EXAMPLE_INDEX, what="Evaluating")
     real = out["is_real_example"].astype(bool)
     labels = out["label_ids"][real]
     predictions = np.argmax(out["logits"][real], axis=-1)

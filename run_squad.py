@@ -223,7 +223,7 @@ def main(_):
     if scores_predictions:
       predict_dataset_json = squad_lib.load_squad_json(FLAGS.predict_file)
 
-  tf.io.gfile.makedirs(FLAGS.output_dir)
+  cli.claim_output_dir(FLAGS)  # one run per output_dir; fails early if unwritable
   use_padding = cli.strategy_name(FLAGS) == "tpu"  # TPUs need every batch full
   padding_multiple = cli.padding_multiple(FLAGS)
 
@@ -296,13 +296,13 @@ def main(_):
                              pad_to_multiple=FLAGS.predict_batch_size
                              if use_padding else None)
 
-  def predict_windows():
+  def predict_windows(what):
     """Logits of every predict_file window: a list of RawResults in feature order."""
     dataset = squad_lib.make_squad_dataset(
         eval_file, FLAGS.max_seq_length, FLAGS.predict_batch_size,
         is_training=False, drop_remainder=use_padding,
         dynamic_padding_multiple=padding_multiple)
-    out = loop_lib.predict(strategy, predict_fn, dataset)
+    out = loop_lib.predict(strategy, predict_fn, dataset, what=what)
     all_results = squad_postprocess.results_from_arrays(
         out["unique_ids"], out["start_logits"], out["end_logits"])
     if len(all_results) != len(eval_features):
@@ -319,8 +319,8 @@ def main(_):
 
   def evaluate_during_training():
     predictions, _, null_odds = squad_postprocess.compute_predictions(
-        predict_examples, eval_features, predict_windows(), FLAGS.n_best_size,
-        FLAGS.max_answer_length, FLAGS.do_lower_case,
+        predict_examples, eval_features, predict_windows("Evaluating"),
+        FLAGS.n_best_size, FLAGS.max_answer_length, FLAGS.do_lower_case,
         version_2_with_negative=FLAGS.version_2_with_negative,
         null_score_diff_threshold=FLAGS.null_score_diff_threshold)
     return score(predictions, null_odds)
@@ -359,7 +359,7 @@ def main(_):
     logging.info("  Num split examples = %d", len(eval_features))
     logging.info("  Batch size = %d", FLAGS.predict_batch_size)
     started = time.time()
-    all_results = predict_windows()
+    all_results = predict_windows("Predicting")
     logging.info("Predicted %d windows in %.1f s", len(all_results),
                  time.time() - started)
     output_dir = FLAGS.output_dir

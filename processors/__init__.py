@@ -10,7 +10,7 @@ file_based_input_fn_builder, ...), plus a task-name registry:
 """
 
 from processors.base import (DataError, DataProcessor, InputExample, InputFeatures,
-                             PaddingInputExample, get_examples)
+                             PaddingInputExample, example_sources, get_examples)
 from processors.emotion import EmotionProcessor
 from processors.features import (_truncate_seq_pair, convert_examples_to_arrays,
                                  convert_examples_to_features, convert_single_example,

@@ -11,7 +11,7 @@ import contextlib
 import csv
 import gc
 import os
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import tensorflow as tf
 
@@ -163,8 +163,15 @@ def _is_file(path: str) -> bool:
   return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
 
 
+# Files opened for reading since get_examples started, so that messages about the
+# examples (none, too few) can name the files they came from.
+_files_opened: List[str] = []
+_sources_by_split: Dict[str, List[str]] = {}
+
+
 def _open_binary(input_file):
   if _is_file(input_file):
+    _files_opened.append(input_file)
     return tf.io.gfile.GFile(input_file, "rb")
   parent = os.path.dirname(input_file) or "."
   if not tf.io.gfile.isdir(parent):
@@ -289,8 +296,22 @@ def get_examples(processor: DataProcessor, split: str, data_dir: str
   """
   getter = {"train": processor.get_train_examples, "dev": processor.get_dev_examples,
             "test": processor.get_test_examples}[split]
+  del _files_opened[:]
   with gc_paused():
-    return getter(data_dir)
+    examples = getter(data_dir)
+  _sources_by_split[split] = list(dict.fromkeys(_files_opened))
+  return examples
+
+
+def example_sources(split: str, data_dir: str) -> str:
+  """The files the last get_examples(split) read, for messages (else data_dir).
+
+  Args:
+    split: "train", "dev" or "test".
+    data_dir: what to name when the processor read its files another way.
+  """
+  files = _sources_by_split.get(split)
+  return ", ".join(files) if files else f"--data_dir={data_dir}"
 
 
 def require_dir(data_dir: str) -> None:

@@ -247,3 +247,27 @@ def test_standalone_export_command_from_an_output_dir(trained, tmp_path):
       f"--export_bert_serving_dir={tmp_path / 'bs'}"], check=False)
   assert result.returncode == 2 and "needs a WordPiece vocab.txt" in result.stderr
   assert not (tmp_path / "x").exists() and not (tmp_path / "bs").exists()
+
+
+@pytest.mark.parametrize("onednn", [None, "1", "0"])
+def test_saved_model_in_plain_tensorflow_matches_test_results(trained, tmp_path, onednn):
+  # A process that imports nothing of this project, with TensorFlow's own oneDNN
+  # default (None: on for CPUs with AVX-512), forced on, or off: grappler's oneDNN
+  # remapper rewrites LayerNorm patterns in loaded graphs, which must not change
+  # the probabilities.
+  env = cli_env()
+  env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+  if onednn is not None:
+    env["TF_ENABLE_ONEDNN_OPTS"] = onednn
+  code = ("import sys, numpy as np, tensorflow as tf\n"
+          "f = tf.saved_model.load(sys.argv[1]).signatures['serving_text']\n"
+          "texts = open(sys.argv[2], encoding='utf-8').read().splitlines()\n"
+          "np.save(sys.argv[3], f(text_a=tf.constant(texts))['probabilities'].numpy())\n")
+  (tmp_path / "texts.txt").write_text("\n".join(trained["texts"]), encoding="utf-8")
+  result = subprocess.run(
+      [sys.executable, "-c", code, str(trained["saved_model"]),
+       str(tmp_path / "texts.txt"), str(tmp_path / "probs.npy")],
+      capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  np.testing.assert_allclose(np.load(tmp_path / "probs.npy"), trained["probs"],
+                             atol=1e-5)

@@ -125,9 +125,21 @@ def test_interrupted_run_resumes_to_the_same_weights(uninterrupted_run, tmp_path
     # Ctrl-C keeps the steps done since the last periodic checkpoint.
     assert "Interrupted (SIGINT) at step" in stderr, stderr[-3000:]
     assert proc.returncode == 130
+  else:
+    # kill -9 leaves the run's lock, and a checkpoint save it may have been in
+    # the middle of leaves a partial bundle: the next run takes the lock over
+    # and removes the bundle.
+    assert (interrupted / ".run.lock").exists()
+    partial = interrupted / (".tmp-" + "0" * 32 +
+                             "-model.ckpt-40.data-00000-of-00001.tempstate9")
+    partial.write_bytes(b"\0" * 4096)
 
   result = run_script("run_classifier.py", classifier_args(setup, interrupted, *RESUME_ARGS))
   assert "Resuming from" in result.stderr
+  if sig == signal.SIGKILL:
+    assert "Taking over the lock" in result.stderr
+    assert "Removed 1 temporary file(s) of an interrupted run" in result.stderr
+  assert not [p for p in os.listdir(interrupted) if ".tmp" in p or p.endswith(".lock")]
   a = checkpoint_arrays(straight / RESUME_FINAL)
   b = checkpoint_arrays(interrupted / RESUME_FINAL)
   assert a.keys() == b.keys()
@@ -301,7 +313,7 @@ def test_custom_processor_module(tmp_path):
 @pytest.mark.parametrize("extra, expected", [
     ((), "At least one of `do_train`, `do_eval` or `do_predict' must be True"),
     (("--do_train", "--max_seq_length=100"), "Cannot use sequence length 100"),
-    (("--do_train", "--train_batch_size=500"), "fewer than one batch"),
+    (("--do_train", "--train_batch_size=500"), "train.txt: fewer than one batch"),
     (("--do_train", "--do_lower_case=false"), "uncased vocab"),
     (("--do_eval",), "holds no checkpoint to evaluate"),
 ])
@@ -328,6 +340,12 @@ def test_data_and_task_errors_name_the_problem(tmp_path):
   assert "train.txt" in result.stderr and "97" in result.stderr
   assert "boredom" in result.stderr
 
+  # An empty training file: the message names it.
+  (setup["data"] / "train.txt").write_text("", encoding="utf-8")
+  result = run_script("run_classifier.py", args, check=False)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert f"Only 0 training examples in {setup['data'] / 'train.txt'}" in result.stderr
+
 
 def test_output_dir_of_another_task_is_not_overwritten(tmp_path):
   setup = write_tiny_setup(tmp_path)
@@ -348,7 +366,7 @@ def test_output_dir_of_another_task_is_not_overwritten(tmp_path):
 def test_readme_custom_processor_example_works(tmp_path):
   """The worked example in the README runs as written."""
   readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-  section = readme[readme.index("## Adding your own task"):]
+  section = readme[readme.index("## Your own task"):]
   code = section[section.index("```python\n") + len("```python\n"):]
   code = code[:code.index("```")]
   (tmp_path / "my_processors.py").write_text(code, encoding="utf-8")

@@ -154,6 +154,23 @@ def test_pipelines_run_without_the_autotune_thread(monkeypatch):
   assert switched_off == [features]
 
 
+def test_predict_logs_progress(caplog):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from training import loop  # pylint: disable=g-import-not-at-top
+  known = tf.data.Dataset.from_tensor_slices({"x": np.arange(10.0)}).batch(4)
+  unknown = known.filter(lambda f: True)  # tf.data cannot tell its length
+  with caplog.at_level("INFO"):
+    loop.predict(tf.distribute.get_strategy(), lambda f: {"y": f["x"]}, known,
+                 what="Evaluating", log_every_secs=0)
+    loop.predict(tf.distribute.get_strategy(), lambda f: {"y": f["x"]}, unknown,
+                 log_every_secs=0)
+  lines = [r.getMessage() for r in caplog.records]
+  assert any(l.startswith("Evaluating: batch 2/3 (66%)") and "left" in l
+             for l in lines), lines
+  assert any(l.startswith("Evaluating: 10 examples in") for l in lines), lines
+  assert any(l.startswith("Predicting: batch 3,") for l in lines), lines
+
+
 def test_output_dir_of_an_older_run_with_the_old_gelu_spelling_resumes(tmp_path):
   # A run written before "gelu_exact" became "gelu" + "gelu_approximate": false
   # is the same model and resumes; another model is still refused.

@@ -7,6 +7,7 @@ explicitly (`flag_values`, normally `absl.flags.FLAGS`), so the scripts stay the
 readers of the global FLAGS.
 """
 
+import atexit
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from modeling import optimization
 from training import distribution
 from training import files
 from training import loop as loop_lib
+from training import run_lock
 
 # Dynamic padding rounds each batch's length up to a multiple of this: 8 where a
 # GPU runs the model (tensor cores want multiples of 8), none on CPUs. On CPUs the
@@ -358,6 +360,49 @@ def check_output_dir(output_dir, config_file, run_config, overwrite):
                   output_dir)
   loop_lib.remove_checkpoints(output_dir)
   return False
+
+
+def claim_output_dir(flag_values):
+  """Creates --output_dir, takes its run lock and cleans what interrupted runs left.
+
+  Fails at start, before any training work, when the directory cannot be written
+  or another live run holds it. The lock is released when the process exits.
+
+  Args:
+    flag_values: the parsed flags (output_dir, distribution_strategy).
+
+  Returns:
+    The held RunLock, or None for a remote directory (gs://...), which is not
+    locked.
+
+  Raises:
+    UsageError: the directory cannot be created or written, or is in use.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  output_dir = flag_values.output_dir
+  try:
+    tf.io.gfile.makedirs(output_dir)
+  except (tf.errors.OpError, OSError) as e:
+    raise UsageError(f"cannot create --output_dir={output_dir}: "
+                     f"{getattr(e, 'message', None) or e}") from e
+  if "://" in output_dir:
+    logging.info("%s is remote: not locked against concurrent runs", output_dir)
+    return None
+  worker = distribution.worker_index_from_tf_config(strategy_name(flag_values))
+  lock = run_lock.RunLock(output_dir, worker)
+  try:
+    lock.acquire()
+  except run_lock.OutputDirBusy as e:
+    raise UsageError(str(e)) from e
+  except OSError as e:
+    raise UsageError(f"cannot write to --output_dir={output_dir}: "
+                     f"{e.strerror or e}") from e
+  atexit.register(lock.release)
+  others = [name for name in os.listdir(output_dir)
+            if name.endswith(".lock") and name != os.path.basename(lock.path)]
+  if worker == 0 and not others:
+    run_lock.remove_temporary_files(output_dir)
+  return lock
 
 
 def write_run_config(output_dir, config_file, run_config):

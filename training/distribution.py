@@ -106,6 +106,28 @@ def get_strategy(name: str, tpu_name: Optional[str] = None,
   raise ValueError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
 
 
+def worker_index_from_tf_config(strategy_name: str) -> int:
+  """This process's position among the workers (0: the chief or a single process).
+
+  Read from TF_CONFIG before the strategy exists (a chief task is 0, the workers
+  after it 1, 2, ...; without a chief, worker i is i).
+
+  Args:
+    strategy_name: the --distribution_strategy in use.
+  """
+  if strategy_name != "multi_worker_mirrored" or "TF_CONFIG" not in os.environ:
+    return 0
+  try:
+    config = json.loads(os.environ["TF_CONFIG"])
+    task = config.get("task", {})
+    index = int(task.get("index", 0))
+  except (ValueError, AttributeError, TypeError):
+    return 0  # make_strategy reports a malformed TF_CONFIG
+  if task.get("type") == "chief":
+    return 0
+  return index + 1 if "chief" in config.get("cluster", {}) else index
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """True on the worker that writes checkpoints and outputs.
 

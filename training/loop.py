@@ -624,9 +624,42 @@ def _next_multiple(step: int, every: int) -> int:
   return (step // every + 1) * every
 
 
+class _PredictProgress(object):
+  """Logs batches done, examples/s and the time left, at most every log_every_secs."""
+
+  def __init__(self, what: str, total_batches: Optional[int],
+               log_every_secs: float):
+    self.what, self.total, self.every = what, total_batches, log_every_secs
+    self.start = self.last_log = time.time()
+    self.batches = self.examples = 0
+
+  def update(self, num_examples: int) -> None:
+    self.batches += 1
+    self.examples += num_examples
+    now = time.time()
+    if now - self.last_log < self.every:
+      return
+    self.last_log = now
+    rate = self.examples / max(now - self.start, 1e-9)
+    if self.total:
+      left = (self.total - self.batches) * (now - self.start) / self.batches
+      logging.info("%s: batch %d/%d (%d%%), %.1f examples/sec, %s left", self.what,
+                   self.batches, self.total, 100 * self.batches // self.total, rate,
+                   _format_duration(left))
+    else:
+      logging.info("%s: batch %d, %.1f examples/sec", self.what, self.batches, rate)
+
+  def done(self) -> None:
+    elapsed = time.time() - self.start
+    logging.info("%s: %d examples in %s (%.1f examples/sec)", self.what,
+                 self.examples, _format_duration(elapsed),
+                 self.examples / max(elapsed, 1e-9))
+
+
 def predict(strategy: tf.distribute.Strategy, predict_fn: Callable,
             dataset: tf.data.Dataset,
-            index_key: Optional[str] = None) -> Dict[str, np.ndarray]:
+            index_key: Optional[str] = None, what: str = "Predicting",
+            log_every_secs: float = 10.0) -> Dict[str, np.ndarray]:
   """Runs `predict_fn` over a dataset under the strategy, keeping input order.
 
   Args:
@@ -637,6 +670,9 @@ def predict(strategy: tf.distribute.Strategy, predict_fn: Callable,
       dataset whose batches are not in input order (such as one sorted by length,
       processors.make_dataset's length_sorted_window). It is not passed to
       predict_fn; the outputs are put back in the order it gives.
+    what: names the work in the progress log ("Evaluating", "Predicting").
+    log_every_secs: at most this often, a progress line (batches, examples/s,
+      time left when the dataset's length is known).
 
   Returns:
     The outputs concatenated over all batches, in input order.
@@ -654,6 +690,9 @@ def predict(strategy: tf.distribute.Strategy, predict_fn: Callable,
   local_only = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
   dataset = _without_autotune_thread(dataset)
   outputs: Dict[str, List[np.ndarray]] = {}
+  cardinality = int(dataset.cardinality())
+  progress = _PredictProgress(what, cardinality if cardinality > 0 else None,
+                              log_every_secs)
   # Batches cut by dynamic padding (and the last, smaller batch) differ in shape:
   # tracing once for the dataset's element_spec (whose varying dimensions are None)
   # keeps every batch on one graph instead of one trace per distinct length.
@@ -662,8 +701,11 @@ def predict(strategy: tf.distribute.Strategy, predict_fn: Callable,
     step = tf.function(predict_fn, input_signature=[dataset.element_spec],
                        autograph=False)
     for features in dataset:
+      num_examples = 0
       for key, value in step(features).items():
         outputs.setdefault(key, []).append(value.numpy())
+        num_examples = len(outputs[key][-1])
+      progress.update(num_examples)
   else:
     dist_dataset = strategy.experimental_distribute_dataset(dataset)
 
@@ -672,10 +714,13 @@ def predict(strategy: tf.distribute.Strategy, predict_fn: Callable,
       return strategy.run(predict_fn, args=(features,))
 
     for features in dist_dataset:
-      per_replica = step(features)
-      for key, value in per_replica.items():
-        for local in strategy.experimental_local_results(value):
-          outputs.setdefault(key, []).append(local.numpy())
+      num_examples = 0
+      for key, value in step(features).items():
+        parts = [local.numpy() for local in strategy.experimental_local_results(value)]
+        outputs.setdefault(key, []).extend(parts)
+        num_examples = sum(len(part) for part in parts)
+      progress.update(num_examples)
+  progress.done()
   result = {key: np.concatenate(parts, axis=0) if parts else np.zeros([0])
             for key, parts in outputs.items()}
   if index_key is not None and index_key in result:
