@@ -21,7 +21,72 @@ _EXPECTED_UNUSED_RE = re.compile(r"(/adam_m$|/adam_v$|^global_step$)")
 
 
 class CheckpointError(ValueError):
-  """A checkpoint is missing, unreadable or does not match the model."""
+  """A checkpoint is missing, unreadable or does not match the model.
+
+  Attributes:
+    unreadable: True when the files are there but cannot be read (truncated or
+      corrupted), so that a caller may fall back to an older checkpoint.
+  """
+
+  def __init__(self, message, unreadable=False):
+    super().__init__(message)
+    self.unreadable = unreadable
+
+
+def _unreadable(prefix, error):
+  """The CheckpointError for a TensorFlow read error of checkpoint `prefix`."""
+  detail = (getattr(error, "message", None) or str(error)).strip().splitlines()
+  return CheckpointError(
+      "%s: the checkpoint cannot be read, its files are truncated or corrupted (%s)"
+      % (prefix, detail[0] if detail else type(error).__name__), unreadable=True)
+
+
+# What reading a truncated or corrupted bundle raises: TensorFlow's DataLossError
+# and kin, and IndexError ("Read less bytes than requested") from the reader.
+_READ_ERRORS = (tf.errors.OpError, IndexError)
+
+_STEP_RE = re.compile(r"model\.ckpt-(\d+)$")
+
+
+def checkpoint_step(prefix):
+  """The step of a training checkpoint prefix `.../model.ckpt-<step>` (else -1)."""
+  match = _STEP_RE.search(os.path.basename(os.fspath(prefix)))
+  return int(match.group(1)) if match else -1
+
+
+def checkpoints_newest_first(ckpt_dir):
+  """The training checkpoints (model.ckpt-<step>) of a directory, newest first.
+
+  Both those the `checkpoint` state file lists and those whose .index is there, so
+  that a damaged state file or a newer unlisted checkpoint still counts.
+
+  Args:
+    ckpt_dir: the output directory.
+
+  Returns:
+    list of prefixes whose .index file exists, by step, highest first.
+  """
+  ckpt_dir = os.fspath(ckpt_dir)
+  prefixes = set()
+  try:
+    state = tf.train.get_checkpoint_state(ckpt_dir)
+    if state:
+      prefixes.update(state.all_model_checkpoint_paths)
+      if state.model_checkpoint_path:
+        prefixes.add(state.model_checkpoint_path)
+  except (text_format.ParseError, tf.errors.OpError, UnicodeDecodeError) as e:
+    absl_logging.warning("%s/checkpoint cannot be read (%s); looking for the "
+                         "checkpoints themselves", ckpt_dir, e)
+  prefixes.update(p[:-len(".index")] for p in
+                  tf.io.gfile.glob(os.path.join(ckpt_dir, "model.ckpt-*.index")))
+  by_name = {}
+  for prefix in prefixes:
+    prefix = os.path.join(ckpt_dir, os.path.basename(prefix)) if (
+        os.path.dirname(prefix) in ("", ckpt_dir)) else prefix
+    step = checkpoint_step(prefix)
+    if step >= 0 and tf.io.gfile.exists(prefix + ".index"):
+      by_name[os.path.normpath(prefix)] = step
+  return sorted(by_name, key=lambda p: -by_name[p])
 
 
 class InitReport(NamedTuple):
@@ -130,7 +195,10 @@ def load_init_checkpoint(named_vars, ckpt_path, logger=absl_logging):
       checkpoint matches the model.
   """
   prefix = resolve_checkpoint_prefix(ckpt_path)
-  reader = tf.train.load_checkpoint(prefix)
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+  except _READ_ERRORS as e:
+    raise _unreadable(prefix, e) from None
   ckpt_shapes = reader.get_variable_to_shape_map()
 
   loaded, missing = [], []
@@ -151,8 +219,11 @@ def load_init_checkpoint(named_vars, ckpt_path, logger=absl_logging):
         "%s: no checkpoint variable matches the model (model has e.g. %s; checkpoint "
         "has e.g. %s)" % (prefix, next(iter(named_vars)),
                           ", ".join(sorted(ckpt_shapes)[:3])))
-  for name in loaded:
-    _assign(named_vars[name], reader.get_tensor(name))
+  try:
+    for name in loaded:
+      _assign(named_vars[name], reader.get_tensor(name))
+  except _READ_ERRORS as e:
+    raise _unreadable(prefix, e) from None
 
   taken = set(loaded)
   unused = sorted(n for n in ckpt_shapes if n not in taken)
@@ -183,11 +254,15 @@ def restore_checkpoint(path_prefix, named_vars):
     named_vars: dict {name: tf.Variable}; every name must be in the checkpoint.
 
   Raises:
-    CheckpointError: listing the names missing from the checkpoint, or a shape
-      mismatch.
+    CheckpointError: listing the names missing from the checkpoint, a shape
+      mismatch, or (with .unreadable) files that cannot be read; variables may
+      then hold values of part of the checkpoint.
   """
   prefix = resolve_checkpoint_prefix(path_prefix)
-  reader = tf.train.load_checkpoint(prefix)
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+  except _READ_ERRORS as e:
+    raise _unreadable(prefix, e) from None
   ckpt_shapes = reader.get_variable_to_shape_map()
   missing = [n for n in named_vars if n not in ckpt_shapes]
   if missing:
@@ -199,8 +274,11 @@ def restore_checkpoint(path_prefix, named_vars):
       raise CheckpointError("%s: variable %s has shape %s in the checkpoint but %s "
                             "in the model" % (prefix, name, list(ckpt_shapes[name]),
                                               list(var.shape)))
-  for name, var in named_vars.items():
-    _assign(var, reader.get_tensor(name))
+  try:
+    for name, var in named_vars.items():
+      _assign(var, reader.get_tensor(name))
+  except _READ_ERRORS as e:
+    raise _unreadable(prefix, e) from None
 
 
 def _data_files(prefix):

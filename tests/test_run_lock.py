@@ -64,7 +64,8 @@ def test_a_dead_holder_is_taken_over(tmp_path, caplog, how):
 def test_temporary_files_of_interrupted_writes_are_removed(tmp_path):
   ours = [".tmp-" + "a" * 32 + "-model.ckpt-20.data-00000-of-00001.tempstate1234",
           ".tmp-" + "b" * 32 + "-model.ckpt-20.index", "eval_results.txt.tmp-4242",
-          "train.tf_record.tmp-17-0123abcd", ".tmp_config_" + "c" * 32]
+          "train.tf_record.tmp-17-0123abcd", ".tmp_config_" + "c" * 32,
+          ".checkpoint.tmp-" + "d" * 32]
   kept = ["model.ckpt-20.index", "model.ckpt-20.data-00000-of-00001", "notes.tmp",
           "train.tf_record", "my.tmp-file", ".tmp-short-name", "checkpoint"]
   for name in ours + kept:

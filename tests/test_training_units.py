@@ -159,7 +159,8 @@ def test_predict_logs_progress(caplog):
   from training import loop  # pylint: disable=g-import-not-at-top
   known = tf.data.Dataset.from_tensor_slices({"x": np.arange(10.0)}).batch(4)
   unknown = known.filter(lambda f: True)  # tf.data cannot tell its length
-  with caplog.at_level("INFO"):
+  # absl's logger may have been set to a higher level by an earlier test.
+  with caplog.at_level("INFO"), caplog.at_level("INFO", logger="absl"):
     loop.predict(tf.distribute.get_strategy(), lambda f: {"y": f["x"]}, known,
                  what="Evaluating", log_every_secs=0)
     loop.predict(tf.distribute.get_strategy(), lambda f: {"y": f["x"]}, unknown,

@@ -15,6 +15,7 @@ import sys
 from absl import flags
 from absl import logging
 
+from modeling import checkpoint as ckpt_lib
 from modeling import config as config_lib
 from modeling import optimization
 from training import distribution
@@ -330,7 +331,7 @@ def check_output_dir(output_dir, config_file, run_config, overwrite):
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   path = os.path.join(output_dir, config_file)
-  has_checkpoint = tf.train.latest_checkpoint(output_dir) is not None
+  has_checkpoint = bool(ckpt_lib.checkpoints_newest_first(output_dir))
   if not has_checkpoint:
     return False
   if not tf.io.gfile.exists(path):

@@ -223,6 +223,9 @@ class Trainer:
   def restore_or_initialize(self, init_checkpoint: Optional[str]) -> int:
     """Resumes from the latest checkpoint in output_dir, or initialises from init_checkpoint.
 
+    A checkpoint that cannot be read (truncated, corrupted) is skipped with a
+    warning naming it, for the newest one before it that reads.
+
     Args:
       init_checkpoint: an original-format checkpoint (prefix or directory), or None
         to start from the random initialisation.
@@ -230,11 +233,24 @@ class Trainer:
     Returns:
       The global step training starts from.
     """
-    latest = tf.train.latest_checkpoint(self.output_dir)
-    if latest:
-      logging.info("Resuming from %s", latest)
-      ckpt_lib.restore_checkpoint(latest, self.checkpoint_variables())
-    elif init_checkpoint:
+    unreadable = []
+    for prefix in ckpt_lib.checkpoints_newest_first(self.output_dir):
+      try:
+        ckpt_lib.restore_checkpoint(prefix, self.checkpoint_variables())
+      except ckpt_lib.CheckpointError as e:
+        if not e.unreadable:
+          raise
+        logging.warning("%s; trying the checkpoint before it", e)
+        unreadable.append(prefix)
+        continue
+      logging.info("Resuming from %s", prefix)
+      return self.global_step
+    if unreadable:
+      raise ckpt_lib.CheckpointError(
+          f"No checkpoint in {self.output_dir} can be read ({', '.join(unreadable)}). "
+          "Move them away to start from --init_checkpoint again, or pass "
+          "--overwrite_output_dir to delete them.")
+    if init_checkpoint:
       report = ckpt_lib.load_init_checkpoint(self.model_variables, init_checkpoint)
       logging.info("Initialised %d variables from %s", len(report.loaded),
                    init_checkpoint)
@@ -249,9 +265,10 @@ class Trainer:
     if not self.is_chief:
       return prefix
     ckpt_lib.save_checkpoint(prefix, self.checkpoint_variables())
-    state = tf.train.get_checkpoint_state(self.output_dir)
-    kept = list(state.all_model_checkpoint_paths) if state else []
-    kept = [p for p in kept if p != prefix] + [prefix]
+    # Oldest first; the list is read from the files, so a damaged state file or a
+    # damaged newer checkpoint (skipped at resume) does not stop the pruning.
+    kept = sorted(set(ckpt_lib.checkpoints_newest_first(self.output_dir)) |
+                  {os.path.normpath(prefix)}, key=ckpt_lib.checkpoint_step)
     dropped: List[str] = []
     if self.config.keep_checkpoint_max > 0:
       dropped = kept[:-self.config.keep_checkpoint_max]
@@ -731,10 +748,8 @@ def predict(strategy: tf.distribute.Strategy, predict_fn: Callable,
 
 def remove_checkpoints(output_dir: str) -> None:
   """Deletes the training checkpoints and state of output_dir (for --overwrite_output_dir)."""
-  state = tf.train.get_checkpoint_state(output_dir)
-  if state:
-    for prefix in state.all_model_checkpoint_paths:
-      ckpt_lib.delete_checkpoint(prefix)
+  for prefix in ckpt_lib.checkpoints_newest_first(output_dir):
+    ckpt_lib.delete_checkpoint(prefix)
   for name in ("checkpoint", TRAIN_STATE_FILE, EVAL_HISTORY_FILE):
     path = os.path.join(output_dir, name)
     if tf.io.gfile.exists(path):

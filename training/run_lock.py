@@ -33,6 +33,9 @@ _TEMPORARY_PATTERNS = [
     re.compile(r"^\.tmp-[0-9a-f]{32}-"),           # checkpoint bundles being written
     re.compile(r"\.tmp-\d+(-[0-9a-f]{8})?$"),       # files written atomically
     re.compile(r"^\.tmp_config_[0-9a-f]{32}$"),     # bert_config.json being written
+    # The checkpoint state file, and exports written inside output_dir (their
+    # .<name>.old-* copy of a previous export is left to the next export).
+    re.compile(r"^\..+\.tmp-[0-9a-f]{32}$"),
     re.compile(r"^best_checkpoint\.(tmp|old)-\d+$"),  # best checkpoint being replaced
 ]
 

@@ -1,0 +1,174 @@
+"""Damaged inputs of a run: a corrupted latest checkpoint, an unreadable state file,
+a truncated --init_checkpoint. Nothing is lost and every error names the file."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cli_helpers import (PROJECT_ROOT, checkpoint_arrays, classifier_args, cli_env,
+                         run_script, write_tiny_setup)
+
+ARGS = ("--do_train", "--train_batch_size=8", "--num_train_epochs=1",
+        "--learning_rate=1e-3", "--save_checkpoints_steps=6", "--log_every_steps=6",
+        "--keep_checkpoint_max=0")
+
+
+def _damage(path, how):
+  data = bytearray(path.read_bytes())
+  if how == "truncate":
+    path.write_bytes(bytes(data[:len(data) // 10]))
+  else:  # flip bits in the middle: the tensors' checksums no longer match
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    path.write_bytes(bytes(data))
+
+
+def test_resume_skips_a_corrupted_latest_checkpoint(tmp_path):
+  setup = write_tiny_setup(tmp_path, dropout=0.0)
+  out = tmp_path / "out"
+  run_script("run_classifier.py", classifier_args(setup, out, *ARGS))
+  # 96 examples / 8 = 12 steps, checkpoints at 6 and 12.
+  good = checkpoint_arrays(out / "model.ckpt-12")
+  for name in ("model.ckpt-12.index", "model.ckpt-12.data-00000-of-00001"):
+    shutil.copy(out / name, tmp_path / name)
+  _damage(out / "model.ckpt-12.data-00000-of-00001", "flip")
+  (out / "checkpoint").write_bytes(b"\xff\xfe not a checkpoint state \x00")
+
+  # The same command: the damaged step 12 is named and skipped, step 6 resumes,
+  # and training redoes steps 7-12 to the same weights.
+  result = run_script("run_classifier.py", classifier_args(setup, out, *ARGS))
+  log = result.stderr
+  assert "checkpoint cannot be read" in log and "model.ckpt-12" in log
+  assert "looking for the checkpoints themselves" in log
+  assert "Resuming from" in log and "model.ckpt-6" in log
+  again = checkpoint_arrays(out / "model.ckpt-12")
+  assert good.keys() == again.keys()
+  for name in good:
+    np.testing.assert_allclose(again[name], good[name], rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+
+  # Every checkpoint damaged: a clear error, nothing deleted.
+  _damage(out / "model.ckpt-12.data-00000-of-00001", "truncate")
+  _damage(out / "model.ckpt-6.data-00000-of-00001", "truncate")
+  result = run_script("run_classifier.py", classifier_args(setup, out, *ARGS),
+                      check=False)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert "No checkpoint in" in result.stderr and "can be read" in result.stderr
+  assert (out / "model.ckpt-6.index").exists() and (out / "model.ckpt-12.index").exists()
+
+  # A truncated --init_checkpoint: the error names it.
+  init = tmp_path / "init"
+  init.mkdir()
+  for name in ("model.ckpt-12.index", "model.ckpt-12.data-00000-of-00001"):
+    shutil.copy(tmp_path / name, init / name.replace("model.ckpt-12", "bert_model.ckpt"))
+  _damage(init / "bert_model.ckpt.data-00000-of-00001", "truncate")
+  result = run_script("run_classifier.py", classifier_args(
+      setup, tmp_path / "fresh", *ARGS, f"--init_checkpoint={init / 'bert_model.ckpt'}"),
+      check=False)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert f"{init / 'bert_model.ckpt'}: the checkpoint cannot be read" in result.stderr
+
+
+# ------------------------------------------------------------- fault injection
+# A run is killed (SIGKILL unless noted) at one point, then the same command runs
+# again to the end: its outputs must equal an uninterrupted run's, with no
+# temporary file or lock left. Points inside a write are hit exactly: the run goes
+# through a wrapper that kills the process at the chosen call of
+# tf.io.gfile.rename (each write of this project ends with one), before it renames.
+KILL_AT_RENAME = r"""
+import os, runpy, signal, sys
+import tensorflow as tf
+pattern, nth = os.environ["KILL_AT_RENAME"].rsplit(":", 1)
+calls, real = [0], tf.io.gfile.rename
+def rename(src, dst, overwrite=False):
+  if pattern in os.path.basename(os.fspath(src).rstrip("/")):
+    calls[0] += 1
+    if calls[0] == int(nth):
+      os.kill(os.getpid(), signal.SIGKILL)
+  return real(src, dst, overwrite)
+tf.io.gfile.rename = rename
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+FAULT_ARGS = ("--do_train", "--do_eval", "--do_predict", "--train_batch_size=8",
+              "--num_train_epochs=1", "--learning_rate=1e-3",
+              "--save_checkpoints_steps=2", "--iterations_per_loop=1",
+              "--log_every_steps=2", "--keep_checkpoint_max=3", "--seed=3")
+
+# (name, rename pattern:nth call, or a (file to wait for, signal) pair)
+FAULT_POINTS = [
+    ("writing train.tf_record", "train.tf_record.tmp-:1"),
+    ("a checkpoint save, data written, nothing renamed", "-model.ckpt-4.data-:1"),
+    ("a checkpoint save, data renamed, index not", "-model.ckpt-4.index:1"),
+    ("the checkpoint state file update", ".checkpoint.tmp-:3"),
+    ("the last checkpoint save", "-model.ckpt-12.index:1"),
+    ("writing eval_results.txt", "eval_results.txt.tmp-:1"),
+    ("writing test_results.tsv", "test_results.tsv.tmp-:1"),
+    ("the SavedModel export", ".export.tmp-:1"),
+    ("mid-training, kill -9", ("model.ckpt-8.index", "SIGKILL")),
+    ("mid-training, SIGTERM", ("model.ckpt-6.index", "SIGTERM")),
+    ("during prediction, Ctrl-C", ("predict.tf_record", "SIGINT")),
+]
+
+
+def _outputs(out):
+  return {"eval_results.txt": (out / "eval_results.txt").read_bytes(),
+          "test_results.tsv": (out / "test_results.tsv").read_bytes(),
+          "checkpoint": checkpoint_arrays(out / "model.ckpt-12")}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("reference")
+  setup = write_tiny_setup(root)
+  out = root / "out"
+  run_script("run_classifier.py", classifier_args(setup, out, *FAULT_ARGS,
+                                                  f"--export_dir={out / 'export'}"))
+  return setup, _outputs(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,point", FAULT_POINTS, ids=[p[0] for p in FAULT_POINTS])
+def test_killed_anywhere_the_rerun_gives_the_uninterrupted_outputs(
+    reference_run, tmp_path, name, point):
+  setup, want = reference_run
+  out = tmp_path / "out"
+  args = classifier_args(setup, out, *FAULT_ARGS, f"--export_dir={out / 'export'}")
+  if isinstance(point, str):
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_AT_RENAME, str(PROJECT_ROOT / "run_classifier.py"),
+         *args], env=cli_env(KILL_AT_RENAME=point), cwd=str(PROJECT_ROOT),
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, (name, proc.stderr[-3000:])
+  else:
+    wait_for, sig = point
+    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "run_classifier.py"),
+                             *args], env=cli_env(), cwd=str(PROJECT_ROOT),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+      if (out / wait_for).exists():
+        proc.send_signal(getattr(signal, sig))
+        break
+      time.sleep(0.005)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0, f"{name}: the run ended before the signal"
+  assert not (out / "test_results.tsv").exists() or name.endswith("export"), name
+
+  run_script("run_classifier.py", args)
+  got = _outputs(out)
+  assert got["eval_results.txt"] == want["eval_results.txt"], name
+  assert got["test_results.tsv"] == want["test_results.tsv"], name
+  assert got["checkpoint"].keys() == want["checkpoint"].keys()
+  for key, value in want["checkpoint"].items():
+    np.testing.assert_array_equal(got["checkpoint"][key], value, err_msg=key)
+  assert (out / "export" / "saved_model.pb").exists()
+  leftovers = [p for p in os.listdir(out) if ".tmp" in p or p.endswith(".lock")]
+  assert not leftovers, (name, leftovers)
