@@ -172,3 +172,65 @@ def test_killed_anywhere_the_rerun_gives_the_uninterrupted_outputs(
   assert (out / "export" / "saved_model.pb").exists()
   leftovers = [p for p in os.listdir(out) if ".tmp" in p or p.endswith(".lock")]
   assert not leftovers, (name, leftovers)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+  """A 64 MB tmpfs the test can fill and make read-only (needs root and mount)."""
+  mount_point = tmp_path / "fs"
+  mount_point.mkdir()
+  result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs",
+                           str(mount_point)], capture_output=True, text=True)
+  if result.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): the disk-full "
+                "and read-only checks need root")
+  try:
+    yield mount_point
+  finally:
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _size(paths):
+  return sum(os.path.getsize(p) for p in paths)
+
+
+@pytest.mark.slow
+def test_disk_full_and_read_only_output_dir(reference_run, small_filesystem, tmp_path):
+  setup, want = reference_run
+  out = small_filesystem / "out"
+  args = classifier_args(setup, out, *FAULT_ARGS, f"--export_dir={out / 'export'}")
+  # Room for the input records and one and a half checkpoints: the second save
+  # (step 4) runs out of space.
+  probe = tmp_path / "probe"
+  run_script("run_classifier.py", classifier_args(
+      setup, probe, "--do_train", "--train_batch_size=8", "--num_train_epochs=0.2"))
+  checkpoint = _size(probe.glob("model.ckpt-2.*"))
+  records = _size(probe.glob("*.tf_record*")) * 3  # train, eval and predict
+  free = os.statvfs(small_filesystem)
+  filler = small_filesystem / "filler"
+  filler.write_bytes(b"\0" * (free.f_bavail * free.f_frsize - records
+                              - int(1.5 * checkpoint) - 256 * 1024))
+
+  result = run_script("run_classifier.py", args, check=False)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  assert f"cannot write {out}/" in result.stderr and "No space left on device" in \
+      result.stderr, result.stderr[-3000:]
+  assert "run the same command again to resume" in result.stderr
+  assert checkpoint_arrays(out / "model.ckpt-2")  # the previous checkpoint reads
+  assert not [p for p in os.listdir(out) if ".tmp" in p or p.endswith(".lock")]
+
+  filler.unlink()  # space freed: the same command resumes and ends as if never stopped
+  result = run_script("run_classifier.py", args)
+  assert "Resuming from" in result.stderr
+  got = _outputs(out)
+  assert got["eval_results.txt"] == want["eval_results.txt"]
+  assert got["test_results.tsv"] == want["test_results.tsv"]
+  for key, value in want["checkpoint"].items():
+    np.testing.assert_array_equal(got["checkpoint"][key], value, err_msg=key)
+
+  # A read-only output_dir fails at start, before any work, naming the directory.
+  subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+  result = run_script("run_classifier.py", args, check=False)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert f"cannot write to --output_dir={out}: Read-only file system" in result.stderr

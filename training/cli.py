@@ -8,8 +8,10 @@ readers of the global FLAGS.
 """
 
 import atexit
+import errno
 import json
 import os
+import re
 import sys
 
 from absl import flags
@@ -530,3 +532,44 @@ def run_main(main, argv, program, user_errors=()):
   except loop_lib.TrainingInterrupted as e:
     logging.warning("%s", e)
     sys.exit(130)
+  except Exception as e:  # pylint: disable=broad-except
+    message = storage_failure_message(e)
+    if message is None:
+      raise
+    logging.error("%s", message)
+    print(f"{program}: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+# What the operating system says when a write cannot happen: disk full, quota,
+# file size limit, read-only file system, no permission.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                   errno.EPERM}
+_STORAGE_MESSAGES = ("No space left on device", "Disk quota exceeded",
+                     "File too large", "Read-only file system", "Permission denied")
+
+
+def storage_failure_message(error):
+  """One line for a failed write (disk full, read-only, ...), else None.
+
+  TensorFlow reports these as OpErrors whose text starts with the path; Python as
+  OSErrors. Checkpoints and outputs are written under temporary names and renamed,
+  so what was there before the failed write is intact, and the same command
+  resumes once the cause is gone.
+
+  Args:
+    error: the exception a run ended with.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
+    what = f"{error.filename}: {error.strerror}" if error.filename else str(error)
+  elif isinstance(error, tf.errors.OpError) and any(
+      m in (error.message or "") for m in _STORAGE_MESSAGES):
+    # Drop TensorFlow's "{{function_node ...}}" prefix and "[Op:...]" suffix.
+    what = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]$", "",
+                  error.message).strip()
+  else:
+    return None
+  return (f"cannot write {what}. The checkpoints and outputs written before are "
+          "intact (every write goes to a temporary name first); fix the cause and "
+          "run the same command again to resume.")
