@@ -358,6 +358,33 @@ def update_checkpoint_state(ckpt_dir, latest_prefix, all_prefixes):
   tf.io.gfile.rename(tmp, os.path.join(ckpt_dir, "checkpoint"), overwrite=True)
 
 
+def staging_dir(parent, base):
+  """A new staging directory name beside a target `<parent>/<base>`: `.<base>.tmp-<hex>`.
+
+  Writers of whole directories (exports, conversions) fill it and rename it to the
+  target at the end, so a kill never leaves half a directory at the target.
+  """
+  return os.path.join(parent, f".{base}.tmp-{uuid.uuid4().hex}")
+
+
+def remove_interrupted_staging(parent, base):
+  """Deletes `.<base>.tmp-*` / `.<base>.old-*` beside a target: a killed writer's.
+
+  Args:
+    parent: the target's directory.
+    base: the target's name.
+  """
+  pattern = re.compile(r"^\.%s\.(tmp|old)-[0-9a-f]{32}$" % re.escape(base))
+  if not tf.io.gfile.isdir(parent):
+    return
+  for name in tf.io.gfile.listdir(parent):
+    name = name.rstrip("/")
+    if pattern.match(name):
+      absl_logging.warning("Removing %s, left by an interrupted export or conversion",
+                           os.path.join(parent, name))
+      tf.io.gfile.rmtree(os.path.join(parent, name))
+
+
 def delete_checkpoint(prefix):
   """Removes a checkpoint's files (.index, .data-*, .meta if any).
 

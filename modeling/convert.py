@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import uuid
 from typing import Dict, List, NamedTuple
 
 import numpy as np
@@ -194,9 +193,10 @@ class _AtomicOutputDir(object):
                             % self.output_dir)
     parent = os.path.dirname(self.output_dir)
     os.makedirs(parent, exist_ok=True)
+    checkpoint_lib.remove_interrupted_staging(parent, os.path.basename(self.output_dir))
     # mkdir gives the user's umask (mkdtemp would make it 0700, unreadable for a
     # serving process running as another user).
-    self.tmp = os.path.join(parent, f".tmp-convert-{uuid.uuid4().hex}")
+    self.tmp = checkpoint_lib.staging_dir(parent, os.path.basename(self.output_dir))
     os.mkdir(self.tmp)
     return self.tmp
 

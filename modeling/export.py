@@ -36,7 +36,6 @@ by verify_bert_serving_dir.
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -57,17 +56,6 @@ BERT_SERVING_ACTIVATIONS = ("linear", "relu", "gelu", "tanh")
 
 class ExportError(ValueError):
   """An export cannot be written or an exported directory is not what was expected."""
-
-
-def _remove_stale_staging(parent, base):
-  """Deletes `.<base>.tmp-*` / `.<base>.old-*` beside a target: a killed export's."""
-  pattern = re.compile(r"^\.%s\.(tmp|old)-[0-9a-f]{32}$" % re.escape(base))
-  for name in tf.io.gfile.listdir(parent) if tf.io.gfile.isdir(parent) else []:
-    name = name.rstrip("/")
-    if pattern.match(name):
-      logging.warning("Removing %s, left by an interrupted export",
-                      os.path.join(parent, name))
-      tf.io.gfile.rmtree(os.path.join(parent, name))
 
 
 def _compute_dtype(precision):
@@ -187,8 +175,8 @@ def _save_atomic(module, export_dir, signatures, info):
   parent = os.path.dirname(os.path.abspath(export_dir))
   tf.io.gfile.makedirs(parent)
   base = os.path.basename(export_dir)
-  _remove_stale_staging(parent, base)
-  tmp_dir = os.path.join(parent, f".{base}.tmp-{uuid.uuid4().hex}")
+  ckpt_lib.remove_interrupted_staging(parent, base)
+  tmp_dir = ckpt_lib.staging_dir(parent, base)
   old_dir = os.path.join(parent, f".{base}.old-{uuid.uuid4().hex}")
   try:
     tf.saved_model.save(module, tmp_dir, signatures=signatures)
@@ -513,8 +501,8 @@ def export_bert_serving_dir(named_vars, bert_config, vocab_file, output_dir):
   parent = os.path.dirname(os.path.abspath(output_dir))
   os.makedirs(parent, exist_ok=True)
   base = os.path.basename(output_dir)
-  _remove_stale_staging(parent, base)
-  tmp_dir = os.path.join(parent, f".{base}.tmp-{uuid.uuid4().hex}")
+  ckpt_lib.remove_interrupted_staging(parent, base)
+  tmp_dir = ckpt_lib.staging_dir(parent, base)
   old_dir = os.path.join(parent, f".{base}.old-{uuid.uuid4().hex}")
   try:
     os.makedirs(tmp_dir)

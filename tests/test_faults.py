@@ -131,14 +131,14 @@ def reference_run(tmp_path_factory):
   out = root / "out"
   run_script("run_classifier.py", classifier_args(setup, out, *FAULT_ARGS,
                                                   f"--export_dir={out / 'export'}"))
-  return setup, _outputs(out)
+  return setup, _outputs(out), out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,point", FAULT_POINTS, ids=[p[0] for p in FAULT_POINTS])
 def test_killed_anywhere_the_rerun_gives_the_uninterrupted_outputs(
     reference_run, tmp_path, name, point):
-  setup, want = reference_run
+  setup, want, _ = reference_run
   out = tmp_path / "out"
   args = classifier_args(setup, out, *FAULT_ARGS, f"--export_dir={out / 'export'}")
   if isinstance(point, str):
@@ -196,7 +196,7 @@ def _size(paths):
 
 @pytest.mark.slow
 def test_disk_full_and_read_only_output_dir(reference_run, small_filesystem, tmp_path):
-  setup, want = reference_run
+  setup, want, _ = reference_run
   out = small_filesystem / "out"
   args = classifier_args(setup, out, *FAULT_ARGS, f"--export_dir={out / 'export'}")
   # Room for the input records and one and a half checkpoints: the second save
@@ -234,3 +234,50 @@ def test_disk_full_and_read_only_output_dir(reference_run, small_filesystem, tmp
   result = run_script("run_classifier.py", args, check=False)
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert f"cannot write to --output_dir={out}: Read-only file system" in result.stderr
+
+
+def _killed_at_rename(script, args, point):
+  return subprocess.run(
+      [sys.executable, "-c", KILL_AT_RENAME, str(PROJECT_ROOT / script), *map(str, args)],
+      env=cli_env(KILL_AT_RENAME=point), cwd=str(PROJECT_ROOT), capture_output=True,
+      text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_killed_exports_and_conversions_leave_nothing_at_the_target(reference_run,
+                                                                     tmp_path):
+  setup, _, trained = reference_run
+  serving, saved, converted = (tmp_path / "bert_serving", tmp_path / "saved",
+                               tmp_path / "converted")
+  export_args = [f"--output_dir={trained}", f"--vocab_file={setup['vocab']}"]
+  hf = tmp_path / "hf"
+  # (script, arguments, kill point, target): a bert-serving directory killed while
+  # its checkpoint is written, a SavedModel just before it is renamed into place,
+  # a Hugging Face -> original conversion while its checkpoint is written.
+  cases = [
+      ("scripts/export_model.py", export_args + [f"--export_bert_serving_dir={serving}"],
+       "-bert_model.ckpt.index:1", serving),
+      ("scripts/export_model.py", export_args + [f"--export_dir={saved}"],
+       ".saved.tmp-:1", saved),
+      ("scripts/convert_checkpoint.py", ["hf_to_bert", "--hf_dir", hf, "--output_dir",
+                                         converted], "-bert_model.ckpt.index:1",
+       converted),
+  ]
+  for script, args, point, target in cases:
+    if script.endswith("convert_checkpoint.py") and not hf.exists():
+      run_script("scripts/convert_checkpoint.py",
+                 ["bert_to_hf", "--bert_dir", str(serving), "--output_dir", str(hf)])
+    result = _killed_at_rename(script, args, point)
+    assert result.returncode == -signal.SIGKILL, (point, result.stderr[-3000:])
+    assert not target.exists(), f"{target} half-written"
+    staged = [p for p in os.listdir(tmp_path) if p.startswith(f".{target.name}.tmp-")]
+    assert len(staged) == 1, os.listdir(tmp_path)
+    result = run_script(script, [str(a) for a in args])  # the same command again
+    assert "left by an interrupted export or conversion" in result.stderr
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(f".{target.name}.")]
+    assert target.is_dir() and os.listdir(target)
+  assert checkpoint_arrays(serving / "bert_model.ckpt")["output_weights"].shape[0] > 1
+  assert (saved / "saved_model.pb").exists()
+  assert (checkpoint_arrays(converted / "bert_model.ckpt").keys() ==
+          {k for k in checkpoint_arrays(serving / "bert_model.ckpt")
+           if k.startswith("bert/")})

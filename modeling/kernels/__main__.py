@@ -2,9 +2,7 @@
 
 import sys
 
-from training import environment  # before TensorFlow loads
-environment.configure()
-from modeling import kernels  # pylint: disable=g-import-not-at-top,wrong-import-position
+from modeling import kernels
 
 if __name__ == "__main__":
   try:
