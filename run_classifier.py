@@ -9,11 +9,13 @@ import hashlib
 import json
 import os
 
-# TensorFlow reads its environment once, when it loads: set it before anything
-# imports TensorFlow (oneDNN kernels on, C++ start-up notices off; a value the
-# user set is kept).
-from training import environment  # pylint: disable=g-bad-import-order
-environment.configure()
+# Run as a program: set TensorFlow's environment before anything imports it
+# (training/environment.py). Imported as a library (a custom processor's
+# `from run_classifier import DataProcessor`), the process's environment is left
+# alone; the console scripts set it in scripts/entry_points.py.
+if __name__ == "__main__":
+  from training import environment  # pylint: disable=g-import-not-at-top
+  environment.configure()
 
 from absl import app
 from absl import flags

@@ -24,9 +24,9 @@ from absl import flags
 from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Before anything imports TensorFlow (see training/environment.py).
-from training import environment  # pylint: disable=g-import-not-at-top,wrong-import-position
-environment.configure()
+if __name__ == "__main__":  # a program: TensorFlow's environment first
+  from training import environment  # pylint: disable=g-import-not-at-top
+  environment.configure()
 from training import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS

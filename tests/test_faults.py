@@ -281,3 +281,57 @@ def test_killed_exports_and_conversions_leave_nothing_at_the_target(reference_ru
   assert (checkpoint_arrays(converted / "bert_model.ckpt").keys() ==
           {k for k in checkpoint_arrays(serving / "bert_model.ckpt")
            if k.startswith("bert/")})
+
+
+SQUAD_ARGS = ("--do_train", "--do_predict", "--do_eval", "--num_train_epochs=2",
+              "--max_seq_length=40", "--doc_stride=8", "--max_query_length=10",
+              "--train_batch_size=8", "--learning_rate=1e-3",
+              "--save_checkpoints_steps=2", "--iterations_per_loop=1",
+              "--log_every_steps=2")
+SQUAD_POINTS = [
+    ("a checkpoint save", "-model.ckpt-4.index:1"),
+    ("writing predictions.json", "predictions.json.tmp-:1"),
+    ("writing eval_results.txt", "eval_results.txt.tmp-:1"),
+]
+
+
+@pytest.fixture(scope="module")
+def squad_setup(tmp_path_factory):
+  import squad_helpers  # pylint: disable=g-import-not-at-top
+  from cli_helpers import write_bert_config  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("squad")
+  vocab = root / "vocab.txt"
+  tokens = squad_helpers.synthetic_vocab_tokens()
+  vocab.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+  config = write_bert_config(root / "bert_config.json", len(tokens))
+  train = squad_helpers.write_squad(root / "train.json",
+                                    squad_helpers.synthetic_data(12, 0), "1.1")
+  dev = squad_helpers.write_squad(root / "dev.json", squad_helpers.synthetic_data(5, 1),
+                                  "1.1")
+
+  def args(out):
+    return [f"--vocab_file={vocab}", f"--bert_config_file={config}",
+            f"--train_file={train}", f"--predict_file={dev}", f"--output_dir={out}",
+            *SQUAD_ARGS]
+
+  run_script("run_squad.py", args(root / "reference"))
+  reference = {name: (root / "reference" / name).read_bytes() for name in
+               ("predictions.json", "nbest_predictions.json", "eval_results.txt")}
+  return args, reference, checkpoint_arrays(root / "reference" / "model.ckpt-6")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,point", SQUAD_POINTS, ids=[p[0] for p in SQUAD_POINTS])
+def test_run_squad_killed_inside_a_write_resumes_to_the_same_outputs(
+    squad_setup, tmp_path, name, point):
+  args, reference, final = squad_setup
+  out = tmp_path / "out"
+  result = _killed_at_rename("run_squad.py", args(out), point)
+  assert result.returncode == -signal.SIGKILL, (name, result.stderr[-3000:])
+  run_script("run_squad.py", args(out))
+  for file_name, content in reference.items():
+    assert (out / file_name).read_bytes() == content, (name, file_name)
+  got = checkpoint_arrays(out / "model.ckpt-6")
+  for key, value in final.items():
+    np.testing.assert_array_equal(got[key], value, err_msg=key)
+  assert not [p for p in os.listdir(out) if ".tmp" in p or p.endswith(".lock")]

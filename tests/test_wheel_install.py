@@ -66,10 +66,14 @@ def test_wheel_installs_into_a_new_environment_and_runs_outside_the_checkout(
 
   work = tmp_path / "elsewhere"
   work.mkdir()
-  # The modules come from the install, not from a checkout.
-  where = _run([python, "-c", "import run_classifier, tokenization, native; "
+  # The modules come from the install, not from a checkout; imported as a library
+  # (as a custom processor imports run_classifier), they leave the environment
+  # alone.
+  bare = {k: v for k, v in env.items() if not k.startswith("TF_")}
+  where = _run([python, "-c", "import os, run_classifier, tokenization, native; "
+                "assert not [k for k in os.environ if k.startswith('TF_')]; "
                 "print(run_classifier.__file__); print(native.__file__)"],
-               work, env).stdout.split()
+               work, bare).stdout.split()
   for path in where:
     assert str(fresh) in path and str(source) not in path, path
   for script in CONSOLE_SCRIPTS:
