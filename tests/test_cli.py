@@ -113,3 +113,23 @@ def test_padding_multiple_follows_the_device_and_the_flags(monkeypatch):
       tf.config, "list_physical_devices",
       lambda kind=None: ["/physical_device:GPU:0"] if kind == "GPU" else [])
   assert cli.padding_multiple(flags_of()) == cli.DYNAMIC_PADDING_MULTIPLE_GPU == 8
+
+
+def test_storage_failures_become_one_line_naming_the_path():
+  import errno  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  full = tf.errors.ResourceExhaustedError(
+      None, None, "{{function_node __wrapped__SaveV2_dtypes_1_device_/job:localhost}} "
+      "/out/.tmp-ab-model.ckpt-4.data-00000-of-00001.tempstate1; No space left on "
+      "device [Op:SaveV2]")
+  assert cli.storage_failure_message(full).startswith(
+      "cannot write /out/.tmp-ab-model.ckpt-4.data-00000-of-00001.tempstate1; No space "
+      "left on device. The checkpoints and outputs written before are intact")
+  assert cli.storage_failure_message(
+      PermissionError(errno.EACCES, "Permission denied", "/data/train.tsv")).startswith(
+          "cannot access /data/train.tsv: Permission denied.")
+  assert cli.storage_failure_message(OSError(errno.EROFS, "Read-only file system",
+                                             "/out/x")).startswith("cannot write /out/x")
+  assert cli.storage_failure_message(ValueError("a bug")) is None
+  assert cli.storage_failure_message(tf.errors.InvalidArgumentError(
+      None, None, "shape mismatch")) is None

@@ -563,13 +563,16 @@ def storage_failure_message(error):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
     what = f"{error.filename}: {error.strerror}" if error.filename else str(error)
+    permission = error.errno in (errno.EACCES, errno.EPERM)
   elif isinstance(error, tf.errors.OpError) and any(
       m in (error.message or "") for m in _STORAGE_MESSAGES):
     # Drop TensorFlow's "{{function_node ...}}" prefix and "[Op:...]" suffix.
     what = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]$", "",
                   error.message).strip()
+    permission = "Permission denied" in what
   else:
     return None
-  return (f"cannot write {what}. The checkpoints and outputs written before are "
-          "intact (every write goes to a temporary name first); fix the cause and "
-          "run the same command again to resume.")
+  return (f"{'cannot access' if permission else 'cannot write'} {what}. The "
+          "checkpoints and outputs written before are intact (every write goes to a "
+          "temporary name first); fix the cause and run the same command again to "
+          "resume.")
