@@ -365,15 +365,20 @@ def main(_):
     logging.info("Predicted %d windows in %.1f s", len(all_results),
                  time.time() - started)
     output_dir = FLAGS.output_dir
-    predictions, _, null_odds = squad_postprocess.write_predictions(
+    predictions, nbest, null_odds = squad_postprocess.compute_predictions(
         predict_examples, eval_features, all_results, FLAGS.n_best_size,
         FLAGS.max_answer_length, FLAGS.do_lower_case,
-        os.path.join(output_dir, "predictions.json"),
-        os.path.join(output_dir, "nbest_predictions.json"),
-        os.path.join(output_dir, "null_odds.json"),
         version_2_with_negative=FLAGS.version_2_with_negative,
         null_score_diff_threshold=FLAGS.null_score_diff_threshold,
         verbose_logging=FLAGS.verbose_logging)
+    # The original's three files (null_odds.json with v2.0 only).
+    outputs = {"predictions.json": predictions, "nbest_predictions.json": nbest}
+    if FLAGS.version_2_with_negative:
+      outputs["null_odds.json"] = null_odds
+    for name, content in outputs.items():
+      logging.info("Writing %s", os.path.join(output_dir, name))
+      files.write_text_atomic(os.path.join(output_dir, name),
+                              squad_postprocess.to_json(content))
 
     if FLAGS.do_eval:
       result = score(predictions, null_odds)

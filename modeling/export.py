@@ -18,7 +18,7 @@ Classifier signatures:
   wordpiece_ids      string text [batch] -> token_ids int32 [total], row_lengths
                      int32 [batch] (untruncated word pieces, for exactness checks)
 The text signatures tokenize in the graph with exactly the ids of
-tokenization.FullTokenizer (serving.text_encoder); the vocab is an asset of the
+tokenization.FullTokenizer (processors.text_encoder); the vocab is an asset of the
 SavedModel. For SentencePiece models the text signatures are left out (logged).
 
 A 16-bit export (precision bfloat16 or float16) still saves every float32 variable,
@@ -342,7 +342,7 @@ def export_classifier_saved_model(model, export_dir, label_list, vocab_file=None
   Raises:
     ExportError: bad arguments, or export_dir holds something else.
   """
-  from serving import text_encoder  # pylint: disable=g-import-not-at-top
+  from processors import text_encoder  # pylint: disable=g-import-not-at-top
   _compute_dtype(precision)  # validates it before the work below
   label_list = [str(label) for label in label_list]
   if len(label_list) != model.num_labels:

@@ -213,41 +213,10 @@ def compute_predictions(all_examples, all_features, all_results, n_best_size,
   return all_predictions, all_nbest_json, scores_diff_json
 
 
-def write_json_atomic(path: str, obj) -> None:
-  """Writes obj as indented JSON (the original's layout) under a temporary name first."""
-  from training import files  # pylint: disable=g-import-not-at-top
-  files.write_text_atomic(path, json.dumps(obj, indent=4) + "\n")
-
-
-def write_predictions(all_examples, all_features, all_results, n_best_size,
-                      max_answer_length, do_lower_case, output_prediction_file,
-                      output_nbest_file, output_null_log_odds_file,
-                      version_2_with_negative=False, null_score_diff_threshold=0.0,
-                      verbose_logging=False):
-  """The original's write_predictions: computes and writes the three JSON files.
-
-  Args:
-    all_examples, all_features, all_results, n_best_size, max_answer_length,
-      do_lower_case, version_2_with_negative, null_score_diff_threshold,
-      verbose_logging: see compute_predictions.
-    output_prediction_file: predictions.json path.
-    output_nbest_file: nbest_predictions.json path.
-    output_null_log_odds_file: null_odds.json path (written with v2.0 only).
-
-  Returns:
-    (predictions, nbest, null_odds) as compute_predictions.
-  """
-  logging.info("Writing predictions to: %s", output_prediction_file)
-  logging.info("Writing nbest to: %s", output_nbest_file)
-  predictions, nbest, null_odds = compute_predictions(
-      all_examples, all_features, all_results, n_best_size, max_answer_length,
-      do_lower_case, version_2_with_negative, null_score_diff_threshold,
-      verbose_logging)
-  write_json_atomic(output_prediction_file, predictions)
-  write_json_atomic(output_nbest_file, nbest)
-  if version_2_with_negative:
-    write_json_atomic(output_null_log_odds_file, null_odds)
-  return predictions, nbest, null_odds
+def to_json(obj) -> str:
+  """predictions.json / nbest_predictions.json / null_odds.json text, laid out as the
+  original writes them (indent 4)."""
+  return json.dumps(obj, indent=4) + "\n"
 
 
 def results_from_arrays(unique_ids: np.ndarray, start_logits: np.ndarray,

@@ -13,7 +13,7 @@ import tokenization
 from processors import features
 from processors.base import InputExample
 from serving import predict as predict_lib
-from serving import text_encoder
+from processors import text_encoder
 
 MULTILINGUAL = [
     "Hello, World! It's a test -- isn't it?",

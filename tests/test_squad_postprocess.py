@@ -123,17 +123,17 @@ def test_verbose_logging_reports_alignment_failures(caplog):
       "Steve Smith")
 
 
-def test_write_predictions_files(tmp_path):
+def test_output_json_layout_is_the_originals(tmp_path):
   _, examples, features = _features(tmp_path, True)
-  results = _random_results(features, 0)
-  files = [str(tmp_path / n) for n in ("predictions.json", "nbest_predictions.json",
-                                       "null_odds.json")]
-  predictions, _, null_odds = squad_postprocess.write_predictions(
-      examples, features, results, 20, 30, True, *files, version_2_with_negative=True)
-  assert json.loads(open(files[0], encoding="utf-8").read()) == predictions
-  assert json.loads(open(files[2], encoding="utf-8").read()) == pytest.approx(null_odds)
-  assert set(json.loads(open(files[1], encoding="utf-8").read())) == set(predictions)
-  assert not list(tmp_path.glob("*.tmp-*"))  # temporary files renamed
+  predictions, nbest, null_odds = squad_postprocess.compute_predictions(
+      examples, features, _random_results(features, 0), 20, 30, True,
+      version_2_with_negative=True)
+  # The original: json.dumps(obj, indent=4) + "\n", keys in example order.
+  for obj in (predictions, nbest, null_odds):
+    text = squad_postprocess.to_json(obj)
+    assert text == json.dumps(obj, indent=4) + "\n"
+    assert list(json.loads(text)) == list(obj)
+  assert set(nbest) == set(predictions) == set(null_odds)
 
 
 def test_v1_metrics_by_hand():
