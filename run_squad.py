@@ -12,10 +12,8 @@ import os
 import random
 import time
 
-# Run as a program: set TensorFlow's environment before anything imports it
-# (training/environment.py). Imported as a library (a custom processor's
-# `from run_classifier import DataProcessor`), the process's environment is left
-# alone; the console scripts set it in scripts/entry_points.py.
+# Run as a program: TensorFlow's environment first (training/environment.py).
+# Imported as a library, the process's environment is left alone.
 if __name__ == "__main__":
   from training import environment  # pylint: disable=g-import-not-at-top
   environment.configure()

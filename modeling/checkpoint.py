@@ -79,14 +79,10 @@ def checkpoints_newest_first(ckpt_dir):
                          "checkpoints themselves", ckpt_dir, e)
   prefixes.update(p[:-len(".index")] for p in
                   tf.io.gfile.glob(os.path.join(ckpt_dir, "model.ckpt-*.index")))
-  by_name = {}
-  for prefix in prefixes:
-    prefix = os.path.join(ckpt_dir, os.path.basename(prefix)) if (
-        os.path.dirname(prefix) in ("", ckpt_dir)) else prefix
-    step = checkpoint_step(prefix)
-    if step >= 0 and tf.io.gfile.exists(prefix + ".index"):
-      by_name[os.path.normpath(prefix)] = step
-  return sorted(by_name, key=lambda p: -by_name[p])
+  # get_checkpoint_state joins the listed names to ckpt_dir, as the glob does.
+  found = {os.path.normpath(p) for p in prefixes
+           if checkpoint_step(p) >= 0 and tf.io.gfile.exists(p + ".index")}
+  return sorted(found, key=checkpoint_step, reverse=True)
 
 
 class InitReport(NamedTuple):
@@ -358,31 +354,30 @@ def update_checkpoint_state(ckpt_dir, latest_prefix, all_prefixes):
   tf.io.gfile.rename(tmp, os.path.join(ckpt_dir, "checkpoint"), overwrite=True)
 
 
-def staging_dir(parent, base):
-  """A new staging directory name beside a target `<parent>/<base>`: `.<base>.tmp-<hex>`.
+def staging_dirs(parent, base):
+  """New names beside a target `<parent>/<base>` for writing it whole.
 
-  Writers of whole directories (exports, conversions) fill it and rename it to the
-  target at the end, so a kill never leaves half a directory at the target.
-  """
-  return os.path.join(parent, f".{base}.tmp-{uuid.uuid4().hex}")
-
-
-def remove_interrupted_staging(parent, base):
-  """Deletes `.<base>.tmp-*` / `.<base>.old-*` beside a target: a killed writer's.
+  Writers of whole directories (exports, conversions) fill `.<base>.tmp-<hex>` and
+  rename it to the target at the end (moving a previous target aside to
+  `.<base>.old-<hex>` first), so a kill never leaves half a directory at the
+  target. What a killed writer of the same target left there is deleted first.
 
   Args:
-    parent: the target's directory.
+    parent: the target's directory (existing).
     base: the target's name.
+
+  Returns:
+    (tmp_dir, old_dir), neither existing.
   """
   pattern = re.compile(r"^\.%s\.(tmp|old)-[0-9a-f]{32}$" % re.escape(base))
-  if not tf.io.gfile.isdir(parent):
-    return
   for name in tf.io.gfile.listdir(parent):
     name = name.rstrip("/")
     if pattern.match(name):
       absl_logging.warning("Removing %s, left by an interrupted export or conversion",
                            os.path.join(parent, name))
       tf.io.gfile.rmtree(os.path.join(parent, name))
+  return tuple(os.path.join(parent, f".{base}.{kind}-{uuid.uuid4().hex}")
+               for kind in ("tmp", "old"))
 
 
 def delete_checkpoint(prefix):

@@ -193,10 +193,9 @@ class _AtomicOutputDir(object):
                             % self.output_dir)
     parent = os.path.dirname(self.output_dir)
     os.makedirs(parent, exist_ok=True)
-    checkpoint_lib.remove_interrupted_staging(parent, os.path.basename(self.output_dir))
     # mkdir gives the user's umask (mkdtemp would make it 0700, unreadable for a
     # serving process running as another user).
-    self.tmp = checkpoint_lib.staging_dir(parent, os.path.basename(self.output_dir))
+    self.tmp, _ = checkpoint_lib.staging_dirs(parent, os.path.basename(self.output_dir))
     os.mkdir(self.tmp)
     return self.tmp
 

@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 
 from absl import logging
 import tensorflow as tf
@@ -175,9 +174,7 @@ def _save_atomic(module, export_dir, signatures, info):
   parent = os.path.dirname(os.path.abspath(export_dir))
   tf.io.gfile.makedirs(parent)
   base = os.path.basename(export_dir)
-  ckpt_lib.remove_interrupted_staging(parent, base)
-  tmp_dir = ckpt_lib.staging_dir(parent, base)
-  old_dir = os.path.join(parent, f".{base}.old-{uuid.uuid4().hex}")
+  tmp_dir, old_dir = ckpt_lib.staging_dirs(parent, base)
   try:
     tf.saved_model.save(module, tmp_dir, signatures=signatures)
     with tf.io.gfile.GFile(os.path.join(tmp_dir, EXPORT_INFO_FILE), "w") as f:
@@ -501,9 +498,7 @@ def export_bert_serving_dir(named_vars, bert_config, vocab_file, output_dir):
   parent = os.path.dirname(os.path.abspath(output_dir))
   os.makedirs(parent, exist_ok=True)
   base = os.path.basename(output_dir)
-  ckpt_lib.remove_interrupted_staging(parent, base)
-  tmp_dir = ckpt_lib.staging_dir(parent, base)
-  old_dir = os.path.join(parent, f".{base}.old-{uuid.uuid4().hex}")
+  tmp_dir, old_dir = ckpt_lib.staging_dirs(parent, base)
   try:
     os.makedirs(tmp_dir)
     prefix = os.path.join(tmp_dir, BERT_SERVING_PREFIX)

@@ -11,7 +11,7 @@ import contextlib
 import csv
 import gc
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
@@ -163,15 +163,16 @@ def _is_file(path: str) -> bool:
   return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
 
 
-# Files opened for reading since get_examples started, so that messages about the
-# examples (none, too few) can name the files they came from.
-_files_opened: List[str] = []
+# While get_examples runs, the files its processor opens, so that messages about
+# the examples (none, too few) can name the files they came from.
+_files_opened: Optional[List[str]] = None
 _sources_by_split: Dict[str, List[str]] = {}
 
 
 def _open_binary(input_file):
   if _is_file(input_file):
-    _files_opened.append(input_file)
+    if _files_opened is not None:
+      _files_opened.append(input_file)
     return tf.io.gfile.GFile(input_file, "rb")
   parent = os.path.dirname(input_file) or "."
   if not tf.io.gfile.isdir(parent):
@@ -296,10 +297,14 @@ def get_examples(processor: DataProcessor, split: str, data_dir: str
   """
   getter = {"train": processor.get_train_examples, "dev": processor.get_dev_examples,
             "test": processor.get_test_examples}[split]
-  del _files_opened[:]
-  with gc_paused():
-    examples = getter(data_dir)
-  _sources_by_split[split] = list(dict.fromkeys(_files_opened))
+  global _files_opened
+  _files_opened = []
+  try:
+    with gc_paused():
+      examples = getter(data_dir)
+    _sources_by_split[split] = list(dict.fromkeys(_files_opened))
+  finally:
+    _files_opened = None
   return examples
 
 

@@ -1,5 +1,6 @@
-"""Damaged inputs of a run: a corrupted latest checkpoint, an unreadable state file,
-a truncated --init_checkpoint. Nothing is lost and every error names the file."""
+"""Faults: damaged checkpoints, kills and signals at many points, a full or read-only
+disk. Nothing is lost, every error names the file, and the same command run again
+ends with the outputs of an uninterrupted run."""
 
 import os
 import shutil
@@ -97,6 +98,32 @@ sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
+
+def _killed_at_rename(script, args, point):
+  """Runs a script through KILL_AT_RENAME with point "pattern:nth[:SIGNAL]"."""
+  return subprocess.run(
+      [sys.executable, "-c", KILL_AT_RENAME, str(PROJECT_ROOT / script), *map(str, args)],
+      env=cli_env(KILL_AT_RENAME=point), cwd=str(PROJECT_ROOT), capture_output=True,
+      text=True, timeout=300)
+
+
+def _leftovers(directory):
+  """Temporary files and run locks in a directory."""
+  return [p for p in os.listdir(directory) if ".tmp" in p or p.endswith(".lock")]
+
+
+def _outputs(out, file_names, checkpoint):
+  """What a rerun must reproduce: the files' bytes and a checkpoint's arrays."""
+  return {"files": {name: (out / name).read_bytes() for name in file_names},
+          "checkpoint": checkpoint_arrays(out / checkpoint)}
+
+
+def _assert_same_outputs(got, want, name):
+  assert got["files"] == want["files"], name
+  assert got["checkpoint"].keys() == want["checkpoint"].keys(), name
+  for key, value in want["checkpoint"].items():
+    np.testing.assert_array_equal(got["checkpoint"][key], value, err_msg=key)
+
 FAULT_ARGS = ("--do_train", "--do_eval", "--do_predict", "--train_batch_size=8",
               "--num_train_epochs=1", "--learning_rate=1e-3",
               "--save_checkpoints_steps=2", "--iterations_per_loop=1",
@@ -121,10 +148,7 @@ FAULT_POINTS = [
 ]
 
 
-def _outputs(out):
-  return {"eval_results.txt": (out / "eval_results.txt").read_bytes(),
-          "test_results.tsv": (out / "test_results.tsv").read_bytes(),
-          "checkpoint": checkpoint_arrays(out / "model.ckpt-12")}
+CLASSIFIER_OUTPUTS = (("eval_results.txt", "test_results.tsv"), "model.ckpt-12")
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +158,7 @@ def reference_run(tmp_path_factory):
   out = root / "out"
   run_script("run_classifier.py", classifier_args(setup, out, *FAULT_ARGS,
                                                   f"--export_dir={out / 'export'}"))
-  return setup, _outputs(out), out
+  return setup, _outputs(out, *CLASSIFIER_OUTPUTS), out
 
 
 @pytest.mark.slow
@@ -145,10 +169,7 @@ def test_killed_anywhere_the_rerun_gives_the_uninterrupted_outputs(
   out = tmp_path / "out"
   args = classifier_args(setup, out, *FAULT_ARGS, f"--export_dir={out / 'export'}")
   if isinstance(point, str):
-    proc = subprocess.run(
-        [sys.executable, "-c", KILL_AT_RENAME, str(PROJECT_ROOT / "run_classifier.py"),
-         *args], env=cli_env(KILL_AT_RENAME=point), cwd=str(PROJECT_ROOT),
-        capture_output=True, text=True, timeout=300)
+    proc = _killed_at_rename("run_classifier.py", args, point)
     if point.count(":") == 1:
       assert proc.returncode == -signal.SIGKILL, (name, proc.stderr[-3000:])
     else:  # SIGINT / SIGTERM: the run stops (checkpointing first where it trains)
@@ -169,15 +190,9 @@ def test_killed_anywhere_the_rerun_gives_the_uninterrupted_outputs(
   assert not (out / "test_results.tsv").exists() or "export" in name, name
 
   run_script("run_classifier.py", args)
-  got = _outputs(out)
-  assert got["eval_results.txt"] == want["eval_results.txt"], name
-  assert got["test_results.tsv"] == want["test_results.tsv"], name
-  assert got["checkpoint"].keys() == want["checkpoint"].keys()
-  for key, value in want["checkpoint"].items():
-    np.testing.assert_array_equal(got["checkpoint"][key], value, err_msg=key)
+  _assert_same_outputs(_outputs(out, *CLASSIFIER_OUTPUTS), want, name)
   assert (out / "export" / "saved_model.pb").exists()
-  leftovers = [p for p in os.listdir(out) if ".tmp" in p or p.endswith(".lock")]
-  assert not leftovers, (name, leftovers)
+  assert not _leftovers(out), (name, _leftovers(out))
 
 
 @pytest.fixture
@@ -224,16 +239,12 @@ def test_disk_full_and_read_only_output_dir(reference_run, small_filesystem, tmp
       result.stderr, result.stderr[-3000:]
   assert "run the same command again to resume" in result.stderr
   assert checkpoint_arrays(out / "model.ckpt-2")  # the previous checkpoint reads
-  assert not [p for p in os.listdir(out) if ".tmp" in p or p.endswith(".lock")]
+  assert not _leftovers(out)
 
   filler.unlink()  # space freed: the same command resumes and ends as if never stopped
   result = run_script("run_classifier.py", args)
   assert "Resuming from" in result.stderr
-  got = _outputs(out)
-  assert got["eval_results.txt"] == want["eval_results.txt"]
-  assert got["test_results.tsv"] == want["test_results.tsv"]
-  for key, value in want["checkpoint"].items():
-    np.testing.assert_array_equal(got["checkpoint"][key], value, err_msg=key)
+  _assert_same_outputs(_outputs(out, *CLASSIFIER_OUTPUTS), want, "disk full")
 
   # A read-only output_dir fails at start, before any work, naming the directory.
   subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
@@ -241,12 +252,6 @@ def test_disk_full_and_read_only_output_dir(reference_run, small_filesystem, tmp
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert f"cannot write to --output_dir={out}: Read-only file system" in result.stderr
 
-
-def _killed_at_rename(script, args, point):
-  return subprocess.run(
-      [sys.executable, "-c", KILL_AT_RENAME, str(PROJECT_ROOT / script), *map(str, args)],
-      env=cli_env(KILL_AT_RENAME=point), cwd=str(PROJECT_ROOT), capture_output=True,
-      text=True, timeout=300)
 
 
 @pytest.mark.slow
@@ -294,6 +299,8 @@ SQUAD_ARGS = ("--do_train", "--do_predict", "--do_eval", "--num_train_epochs=2",
               "--train_batch_size=8", "--learning_rate=1e-3",
               "--save_checkpoints_steps=2", "--iterations_per_loop=1",
               "--log_every_steps=2")
+SQUAD_OUTPUTS = (("predictions.json", "nbest_predictions.json", "eval_results.txt"),
+                 "model.ckpt-6")
 SQUAD_POINTS = [
     ("a checkpoint save", "-model.ckpt-4.index:1"),
     ("writing predictions.json", "predictions.json.tmp-:1"),
@@ -321,23 +328,17 @@ def squad_setup(tmp_path_factory):
             *SQUAD_ARGS]
 
   run_script("run_squad.py", args(root / "reference"))
-  reference = {name: (root / "reference" / name).read_bytes() for name in
-               ("predictions.json", "nbest_predictions.json", "eval_results.txt")}
-  return args, reference, checkpoint_arrays(root / "reference" / "model.ckpt-6")
+  return args, _outputs(root / "reference", *SQUAD_OUTPUTS)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,point", SQUAD_POINTS, ids=[p[0] for p in SQUAD_POINTS])
 def test_run_squad_killed_inside_a_write_resumes_to_the_same_outputs(
     squad_setup, tmp_path, name, point):
-  args, reference, final = squad_setup
+  args, want = squad_setup
   out = tmp_path / "out"
   result = _killed_at_rename("run_squad.py", args(out), point)
   assert result.returncode == -signal.SIGKILL, (name, result.stderr[-3000:])
   run_script("run_squad.py", args(out))
-  for file_name, content in reference.items():
-    assert (out / file_name).read_bytes() == content, (name, file_name)
-  got = checkpoint_arrays(out / "model.ckpt-6")
-  for key, value in final.items():
-    np.testing.assert_array_equal(got[key], value, err_msg=key)
-  assert not [p for p in os.listdir(out) if ".tmp" in p or p.endswith(".lock")]
+  _assert_same_outputs(_outputs(out, *SQUAD_OUTPUTS), want, name)
+  assert not _leftovers(out), (name, _leftovers(out))

@@ -37,8 +37,7 @@ PRECISIONS = {"float32": tf.float32, "bfloat16": tf.bfloat16, "float16": tf.floa
 BEST_DIR = "best_checkpoint"
 TRAIN_STATE_FILE = "train_state.json"
 EVAL_HISTORY_FILE = "eval_history.tsv"
-# Columns of the evaluation table logged when training ends, when present.
-# Columns of the end-of-training table when the evaluations report them
+# Columns of the evaluation table logged when training ends, when present
 # (classification, then SQuAD v1.1 and v2.0).
 HISTORY_TABLE_KEYS = ("eval_loss", "eval_accuracy", "eval_macro_f1", "eval_mcc",
                       "exact_match", "f1", "exact", "HasAns_f1", "NoAns_f1")
